@@ -1,0 +1,317 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"github.com/replproxy/replproxy/resp"
+)
+
+type backendState uint8
+
+const (
+	stateConnecting backendState = iota
+	stateOpen
+	stateClosed
+)
+
+// backend is one connection from the proxy to the master, registered on the
+// event loop of the clients that use it. A shared backend multiplexes every
+// client of its loop speaking its protocol; a dedicated one (owner != nil)
+// carries one client's connection state (MULTI, WATCH, subscriptions,
+// blocking calls). Owned by its loop; not safe for concurrent use.
+type backend struct {
+	l     *loop
+	proto int
+	owner *session // nil for shared connections
+	slot  **backend
+
+	state          backendState
+	closeRequested bool
+	c              gnet.Conn
+
+	// db is the database the server connection has selected, as far as the
+	// proxy knows; -1 forces a SELECT before the next command.
+	db int
+	// relay: the connection is in subscribe mode; replies that answer no
+	// pending request (messages, RESP2 subscribe confirmations) go straight
+	// to the owner.
+	relay bool
+
+	out     []byte
+	pend    ring[pending]
+	scanner *resp.ReplyScanner
+	dirty   bool
+}
+
+func newBackend(l *loop, proto int, owner *session) *backend {
+	b := &backend{
+		l:       l,
+		proto:   proto,
+		owner:   owner,
+		scanner: resp.NewReplyScanner(resp.DefaultLimits()),
+	}
+	cfg := &l.srv.cfg
+	go b.connect(cfg.Master, cfg.UpstreamUser, cfg.UpstreamPassword, cfg.ConnectTimeout)
+	return b
+}
+
+// connect runs on its own goroutine: it dials and authenticates with plain
+// blocking I/O, then hands the socket to the event loop. Nothing of b but its
+// immutable fields is touched here; results go back through Execute.
+func (b *backend) connect(addr, user, pass string, timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	conn, err := dialBackend(ctx, addr, user, pass, b.proto, timeout)
+	if err == nil {
+		var ch <-chan gnet.RegisteredResult
+		ch, err = b.l.el.Enroll(gnet.NewContext(context.Background(), b), conn)
+		if err == nil {
+			if res := <-ch; res.Err != nil {
+				err = res.Err
+			}
+		} else {
+			conn.Close()
+		}
+	}
+	if err != nil {
+		_ = b.l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			b.dialFailed(err)
+			return nil
+		}))
+	}
+}
+
+func (b *backend) onOpen(c gnet.Conn) {
+	b.c = c
+	if b.closeRequested {
+		b.state = stateOpen
+		b.close()
+		return
+	}
+	b.state = stateOpen
+	b.l.dialSucceeded()
+	b.flush()
+}
+
+func (b *backend) dialFailed(err error) {
+	b.l.srv.log.Warn("cannot connect to master", "master", b.l.srv.cfg.Master, "err", err)
+	b.l.dialFailed(err)
+	b.detach()
+	b.failPending(errBackendDown + err.Error())
+	b.l.flush()
+}
+
+func (b *backend) onClose(err error) {
+	if err != nil && b.owner == nil {
+		b.l.srv.log.Info("master connection closed", "err", err)
+	}
+	b.detach()
+	b.failPending(errBackendLost)
+	b.l.flush()
+}
+
+// detach marks b closed and forgets it everywhere the loop could hand it out.
+func (b *backend) detach() {
+	b.state = stateClosed
+	if b.slot != nil && *b.slot == b {
+		*b.slot = nil
+	}
+	if o := b.owner; o != nil && o.pinned == b {
+		// The client's server-side state (MULTI, WATCH, subscriptions) is gone
+		// with this connection; closing the client is the honest signal, as a
+		// client library then reconnects and re-subscribes.
+		o.pinned = nil
+		o.closeWhenDone = true
+		b.l.markSession(o)
+	}
+}
+
+// failPending answers every request still waiting on b with msg.
+func (b *backend) failPending(msg string) {
+	var buf [512]byte
+	reply := resp.AppendError(buf[:0], msg)
+	for b.pend.len() > 0 {
+		p := b.pend.pop()
+		if p.kind == pendClient {
+			b.l.inflight.Add(-1)
+			p.sess.complete(b, p.seq, reply)
+		}
+	}
+}
+
+// close asks gnet to close the connection; onClose does the rest.
+func (b *backend) close() {
+	switch b.state {
+	case stateConnecting:
+		b.closeRequested = true
+	case stateOpen:
+		b.state = stateClosed
+		_ = b.c.Close()
+	}
+}
+
+// forward queues one request of s. raw is sent unchanged.
+func (b *backend) forward(s *session, raw []byte, expectReply bool) {
+	if b.db != s.db && !b.relay {
+		b.out = appendSelect(b.out, s.db)
+		b.pend.push(pending{kind: pendSwallow})
+		b.db = s.db
+	}
+	b.out = append(b.out, raw...)
+	if expectReply {
+		b.pend.push(pending{sess: s, seq: s.replies.reserve()})
+		b.l.inflight.Add(1)
+	}
+	b.l.markBackend(b)
+}
+
+func appendSelect(dst []byte, db int) []byte {
+	var num [20]byte
+	n := strconv.AppendInt(num[:0], int64(db), 10)
+	dst = append(dst, "*2\r\n$6\r\nSELECT\r\n$"...)
+	dst = strconv.AppendInt(dst, int64(len(n)), 10)
+	dst = append(dst, '\r', '\n')
+	dst = append(dst, n...)
+	return append(dst, '\r', '\n')
+}
+
+// maxRetainedOutBytes bounds the output buffer an idle backend keeps.
+const maxRetainedOutBytes = 1 << 20
+
+func (b *backend) flush() {
+	if b.state != stateOpen || len(b.out) == 0 {
+		return
+	}
+	_, _ = b.c.Write(b.out)
+	if cap(b.out) > maxRetainedOutBytes {
+		b.out = nil
+	} else {
+		b.out = b.out[:0]
+	}
+}
+
+func (b *backend) onTraffic() {
+	c := b.c
+	avail := c.InboundBuffered()
+	if avail == 0 || avail < b.scanner.Need() {
+		return
+	}
+	buf, err := c.Peek(avail)
+	if err != nil {
+		return
+	}
+	off := 0
+	for off < len(buf) {
+		n, err := b.scanner.Scan(buf[off:])
+		if err != nil {
+			b.l.srv.log.Error("malformed reply from master; closing that connection", "err", err)
+			b.scanner.Reset()
+			_, _ = c.Discard(len(buf))
+			b.close()
+			return
+		}
+		if n == 0 {
+			break
+		}
+		b.onReply(buf[off : off+n])
+		off += n
+	}
+	if off > 0 {
+		_, _ = c.Discard(off)
+	}
+	b.l.flush()
+}
+
+func (b *backend) onReply(frame []byte) {
+	if b.relay && b.owner != nil && (frame[0] == '>' || (b.proto == 2 && b.pend.len() == 0)) {
+		b.owner.deliverOutOfBand(frame)
+		return
+	}
+	if b.pend.len() == 0 {
+		// Only subscribe mode and client tracking send unasked frames, and
+		// both live on dedicated connections; anything else is a bug or a
+		// server we do not understand.
+		b.l.srv.log.Warn("unexpected reply from master dropped", "type", string(frame[:1]))
+		return
+	}
+	p := b.pend.pop()
+	if p.kind == pendSwallow {
+		if frame[0] == '-' {
+			b.l.srv.log.Warn("proxy-issued command failed on master", "reply", string(frame))
+		}
+		return
+	}
+	b.l.inflight.Add(-1)
+	p.sess.complete(b, p.seq, frame)
+}
+
+// dialBackend connects and authenticates a connection to a Redis node, and
+// switches it to RESP3 when proto is 3.
+func dialBackend(ctx context.Context, addr, user, pass string, proto int, timeout time.Duration) (net.Conn, error) {
+	d := net.Dialer{Timeout: timeout, KeepAlive: 15 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if err := handshake(conn, user, pass, proto, timeout); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
+}
+
+func handshake(conn net.Conn, user, pass string, proto int, timeout time.Duration) error {
+	var req []byte
+	switch {
+	case proto == 3 && pass != "":
+		if user == "" {
+			user = "default"
+		}
+		req = resp.AppendCommandStrings(req, "HELLO", "3", "AUTH", user, pass)
+	case proto == 3:
+		req = resp.AppendCommandStrings(req, "HELLO", "3")
+	case pass != "" && user != "":
+		req = resp.AppendCommandStrings(req, "AUTH", user, pass)
+	case pass != "":
+		req = resp.AppendCommandStrings(req, "AUTH", pass)
+	default:
+		return nil
+	}
+	if err := conn.SetDeadline(time.Now().Add(timeout)); err != nil {
+		return err
+	}
+	if _, err := conn.Write(req); err != nil {
+		return err
+	}
+	sc := resp.NewReplyScanner(resp.DefaultLimits())
+	buf := make([]byte, 0, 1024)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := conn.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if m, serr := sc.Scan(buf); serr != nil {
+			return serr
+		} else if m > 0 {
+			if buf[0] == '-' {
+				return fmt.Errorf("%w: %s", errHandshake, buf[1:m-2])
+			}
+			if m != len(buf) {
+				return fmt.Errorf("%w: unexpected extra bytes", errHandshake)
+			}
+			return conn.SetDeadline(time.Time{})
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+var errHandshake = errors.New("backend handshake refused")

@@ -1,0 +1,91 @@
+package proxy
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Config is what a Server is built from. The zero value of every field means
+// "the default" (written next to the field), so a Config that sets only Listen
+// and Master is a working proxy. Config is read once by New; changing it later
+// has no effect.
+type Config struct {
+	// Listen is the client-facing address, host:port. Default 127.0.0.1:6380.
+	Listen string
+	// Master is the Redis master, host:port. Required.
+	Master string
+	// Replicas are the replicas named on the command line. Nil means none
+	// (discovery, when enabled, may still find some).
+	Replicas []string
+	// DiscoverReplicas asks the master which replicas it has. Nil means true.
+	DiscoverReplicas *bool
+
+	// Upstream credentials: what the proxy itself sends to every Redis node.
+	// Empty means no AUTH (or AUTH <password> for the default user when only
+	// UpstreamPassword is set). They are unrelated to clients' credentials.
+	UpstreamUser     string
+	UpstreamPassword string
+
+	// RequirePass is the password of the proxy's "default" user, as
+	// redis.conf's requirepass. Empty with no Users means no authentication.
+	RequirePass string
+	// Users are additional ACL-style users (name → password) that clients may
+	// AUTH as. A client authenticated as any user may run every command the
+	// proxy allows; per-command ACLs stay in Redis.
+	Users map[string]string
+
+	// Loops is the number of gnet event loops. 0 means one per CPU.
+	Loops int
+	// BackendConns is the number of shared connections per event loop to each
+	// backend. 0 means 1: a single pipelined connection is how Redis is
+	// cheapest to drive.
+	BackendConns int
+
+	// MaxClients caps client connections, as redis.conf maxclients. 0 means 10000.
+	MaxClients int
+	// IdleTimeout closes clients idle this long, as redis.conf timeout.
+	// 0 means never.
+	IdleTimeout time.Duration
+	// MaxPipeline caps the commands one client may have in flight; past it the
+	// proxy stops reading that client until replies drain. 0 means 100000.
+	MaxPipeline int
+	// QueryBufferLimit caps the unparsed bytes buffered for one client, as
+	// client-query-buffer-limit. 0 means 1 GiB.
+	QueryBufferLimit int
+	// OutputBufferLimit caps the reply bytes buffered for a client that does
+	// not read them; past it the client is closed. 0 means 1 GiB.
+	OutputBufferLimit int
+	// MaxBulkBytes caps one bulk string in a request, as proto-max-bulk-len.
+	// 0 means 512 MiB.
+	MaxBulkBytes int64
+	// Databases is the number of logical databases clients may SELECT.
+	// 0 means: ask the master (CONFIG GET databases), else 16.
+	Databases int
+
+	// ConnectTimeout bounds dialing and handshaking a backend. 0 means 2s.
+	ConnectTimeout time.Duration
+	// ReconnectBackoffMax caps the delay between reconnect attempts to a
+	// backend that keeps failing. 0 means 1s.
+	ReconnectBackoffMax time.Duration
+	// ShutdownTimeout bounds how long a graceful shutdown waits for in-flight
+	// requests. 0 means 5s.
+	ShutdownTimeout time.Duration
+
+	// Consistency is the default read consistency: strong, linearizable,
+	// causal, bounded or eventual (DESIGN.md). Empty means causal.
+	Consistency string
+	// MaxLag is the staleness bound of the bounded mode. 0 means 100ms.
+	MaxLag time.Duration
+	// MinReplicasToWrite and MinReplicasMaxLag form the write gate: a write is
+	// forwarded only when at least MinReplicasToWrite replicas are eligible
+	// with lag <= MinReplicasMaxLag. 0 replicas means no gate; 0 lag means 10s.
+	MinReplicasToWrite int
+	MinReplicasMaxLag  time.Duration
+	// Sentinels and SentinelMaster make the proxy follow the master that
+	// Sentinel names. Empty means the master is fixed.
+	Sentinels      []string
+	SentinelMaster string
+
+	// Logger receives the proxy's logs. Nil means slog.Default().
+	Logger *slog.Logger
+}

@@ -1,0 +1,441 @@
+package proxy
+
+import (
+	"crypto/subtle"
+
+	"github.com/replproxy/replproxy/resp"
+)
+
+// dispatch runs one request. It returns false when the request cannot run
+// yet and must stay in the input buffer: the session then waits (stalled)
+// until its outstanding requests are answered.
+//
+// Why wait: a session's requests are in flight on one backend connection at
+// a time. Sending the next one on another connection (a dedicated one for
+// MULTI, or the shared one of another protocol) could let Redis run it
+// before the earlier ones, breaking the order a client sees on a single
+// Redis connection.
+func (s *session) dispatch(cmd resp.Command, raw []byte) bool {
+	args := cmd.Args
+	info, low, n := lookupCommand(args[0])
+	name := low[:n]
+
+	if !s.authed && info.id != localAuth && info.id != localHello && info.id != localQuit {
+		s.localError(errNoAuth)
+		return true
+	}
+	if s.subscribed {
+		return s.dispatchSubscribed(cmd, raw, info)
+	}
+
+	switch info.kind {
+	case kindLocal:
+		return s.local(info.id, cmd)
+	case kindDenied:
+		s.localError("ERR replproxy: '" + string(name) + "' is not allowed through the proxy")
+		return true
+	case kindSubscribe:
+		return s.subscribe(cmd, raw)
+	}
+	if sub := deniedSubcommands[string(name)]; sub != nil && len(args) > 1 && isDenied(sub, args[1]) {
+		s.localError("ERR replproxy: '" + string(name) + " " + string(args[1]) + "' is not allowed through the proxy")
+		return true
+	}
+
+	pin := info.kind == kindBlocking || (info.id == localXRead && hasBlockOption(args))
+	switch info.id {
+	case localMulti, localWatch:
+		pin = true
+	case localExec, localDiscard, localUnwatch:
+		pin = s.pinned != nil
+	}
+	if !s.send(cmd, raw, pin, true) {
+		return false
+	}
+	switch info.id {
+	case localMulti:
+		s.inMulti = true
+	case localWatch:
+		s.watching = true
+	case localUnwatch:
+		s.watching = false
+	case localExec, localDiscard:
+		if info.id == localExec && s.multiSelect >= 0 && s.pinned != nil {
+			// SELECT queued in the transaction took effect at EXEC; we no
+			// longer know the connection's db for sure, so re-SELECT next time.
+			s.db = s.multiSelect
+			s.pinned.db = -1
+		}
+		s.inMulti, s.watching, s.multiSelect = false, false, -1
+	default:
+		if info.kind == kindBlocking || info.id == localXRead && pin {
+			s.blockingCall = true
+		}
+	}
+	return true
+}
+
+// send forwards a request to the session's backend: its dedicated one when
+// it has (or pin asks for) one, the loop's shared one otherwise.
+func (s *session) send(cmd resp.Command, raw []byte, pin, expectReply bool) bool {
+	var b *backend
+	var why string
+	switch {
+	case s.pinned != nil:
+		b = s.pinned
+	case pin:
+		if s.targetOutstanding > 0 {
+			s.stalled = true
+			return false
+		}
+		if b, why = s.l.dedicatedBackend(s); b != nil {
+			s.pinned = b
+		}
+	default:
+		b, why = s.l.sharedBackend(s.proto)
+	}
+	if b == nil {
+		s.localError(errBackendDown + why)
+		return true
+	}
+	if b != s.target {
+		if s.targetOutstanding > 0 {
+			s.stalled = true
+			return false
+		}
+		s.target = b
+	}
+	if cmd.Inline || raw == nil {
+		s.scratch = resp.AppendCommand(s.scratch[:0], cmd.Args...)
+		raw = s.scratch
+	}
+	b.forward(s, raw, expectReply)
+	if expectReply {
+		s.targetOutstanding++
+	}
+	return true
+}
+
+func isDenied(sub map[string]bool, arg []byte) bool {
+	var low [maxCmdNameLen]byte
+	if len(arg) > maxCmdNameLen {
+		return false
+	}
+	n := lowerInto(low[:], arg)
+	return sub[string(low[:n])]
+}
+
+// hasBlockOption reports whether an XREAD/XREADGROUP call has BLOCK before
+// its STREAMS keyword, which makes it a blocking call.
+func hasBlockOption(args [][]byte) bool {
+	for _, a := range args[1:] {
+		if resp.EqualFold(a, "streams") {
+			return false
+		}
+		if resp.EqualFold(a, "block") {
+			return true
+		}
+	}
+	return false
+}
+
+// subscribe moves the session to a dedicated connection in subscribe mode.
+func (s *session) subscribe(cmd resp.Command, raw []byte) bool {
+	if !s.send(cmd, raw, true, false) {
+		return false
+	}
+	if s.pinned != nil {
+		s.subscribed = true
+		s.pinned.relay = true
+	}
+	return true
+}
+
+// dispatchSubscribed handles requests of a session in subscribe mode. In
+// RESP2 every frame the server sends is relayed in arrival order, so the
+// proxy answers nothing itself but QUIT and RESET, which end the session's
+// use of the connection. In RESP3 pushes are out of band by definition and
+// ordinary replies keep their order through the reply queue.
+func (s *session) dispatchSubscribed(cmd resp.Command, raw []byte, info cmdInfo) bool {
+	switch info.id {
+	case localQuit:
+		return s.local(info.id, cmd)
+	case localReset:
+		s.dropPinned()
+		return s.local(info.id, cmd)
+	case localAuth, localHello:
+		s.localError(errSubscribedLocal)
+		return true
+	case localSelect:
+		if len(cmd.Args) == 2 {
+			if db, ok := resp.ParseInt(cmd.Args[1]); ok && db >= 0 && db < int64(s.srv.databases) {
+				s.db = int(db)
+			}
+		}
+		s.pinned.db = -1
+	}
+	expect := s.proto == 3 && info.kind != kindSubscribe
+	return s.send(cmd, raw, true, expect)
+}
+
+// dropPinned closes the dedicated connection and forgets the state it held.
+func (s *session) dropPinned() {
+	if b := s.pinned; b != nil {
+		s.pinned = nil
+		b.owner = nil
+		b.close()
+	}
+	if s.target != nil && s.targetOutstanding == 0 {
+		s.target = nil
+	}
+	s.inMulti, s.watching, s.subscribed, s.tracking, s.blockingCall = false, false, false, false, false
+	s.multiSelect = -1
+}
+
+// local answers the commands that act on the client connection itself.
+func (s *session) local(id localID, cmd resp.Command) bool {
+	args := cmd.Args
+	switch id {
+	case localPing:
+		switch len(args) {
+		case 1:
+			s.localReply(pongReply)
+		case 2:
+			s.scratch = resp.AppendBulk(s.scratch[:0], args[1])
+			s.localReply(s.scratch)
+		default:
+			s.localError("ERR wrong number of arguments for 'ping' command")
+		}
+	case localQuit:
+		s.localOK()
+		s.closeWhenDone = true
+	case localAuth:
+		s.auth(args)
+	case localHello:
+		return s.hello(args)
+	case localSelect:
+		return s.selectDB(args)
+	case localClient:
+		return s.client(cmd)
+	case localReset:
+		if s.targetOutstanding > 0 {
+			s.stalled = true
+			return false
+		}
+		s.dropPinned()
+		s.db, s.proto, s.name = 0, 2, nil
+		if s.srv.authRequired {
+			s.authed = false
+			s.parser.SetLimits(s.srv.unauthLimit)
+		}
+		s.localReply(resetReply)
+	}
+	return true
+}
+
+func (s *session) checkPassword(user, pass []byte) bool {
+	want, ok := s.srv.users[string(user)]
+	if !ok {
+		// compare anyway so a missing user costs what a wrong password does
+		want = "\x00"
+	}
+	return subtle.ConstantTimeCompare([]byte(want), pass) == 1 && ok
+}
+
+func (s *session) authenticated() {
+	if !s.authed {
+		s.authed = true
+		s.parser.SetLimits(s.srv.limits)
+	}
+}
+
+func (s *session) auth(args [][]byte) {
+	switch len(args) {
+	case 2:
+		if !s.srv.authRequired {
+			s.localError(errAuthNoPassword)
+			return
+		}
+		if !s.checkPassword([]byte("default"), args[1]) {
+			s.localError(errWrongPass)
+			return
+		}
+	case 3:
+		if !s.srv.authRequired || !s.checkPassword(args[1], args[2]) {
+			s.localError(errWrongPass)
+			return
+		}
+	default:
+		s.localError("ERR wrong number of arguments for 'auth' command")
+		return
+	}
+	s.authenticated()
+	s.localOK()
+}
+
+// hello implements HELLO [protover [AUTH user pass] [SETNAME name]] with
+// Redis's checks and reply, describing the proxy as a standalone master.
+func (s *session) hello(args [][]byte) bool {
+	proto := s.proto
+	var user, pass, name []byte
+	setName := false
+	if len(args) >= 2 {
+		v, ok := resp.ParseInt(args[1])
+		if !ok {
+			s.localError("ERR Protocol version is not an integer or out of range")
+			return true
+		}
+		if v != 2 && v != 3 {
+			s.localError(errNoProto)
+			return true
+		}
+		proto = int(v)
+		for i := 2; i < len(args); i++ {
+			more := len(args) - i - 1
+			switch {
+			case resp.EqualFold(args[i], "auth") && more >= 2:
+				user, pass = args[i+1], args[i+2]
+				i += 2
+			case resp.EqualFold(args[i], "setname") && more >= 1:
+				name, setName = args[i+1], true
+				i++
+			default:
+				s.localError("ERR Syntax error in HELLO option '" + string(args[i]) + "'")
+				return true
+			}
+		}
+	}
+	if pass != nil {
+		if !s.srv.authRequired || !s.checkPassword(user, pass) {
+			s.localError(errWrongPass)
+			return true
+		}
+	} else if !s.authed {
+		s.localError(errHelloNoAuth)
+		return true
+	}
+	if setName && !validClientName(name) {
+		s.localError(errClientName)
+		return true
+	}
+	if proto != s.proto && s.pinned != nil {
+		s.localError("ERR replproxy: HELLO cannot change the protocol inside MULTI, WATCH or client tracking")
+		return true
+	}
+	if pass != nil {
+		s.authenticated()
+	}
+	if setName {
+		s.setName(name)
+	}
+	s.proto = proto
+	b := resp.AppendMapHeader(s.scratch[:0], 7, proto)
+	b = resp.AppendBulkString(b, "server")
+	b = resp.AppendBulkString(b, "redis")
+	b = resp.AppendBulkString(b, "version")
+	b = resp.AppendBulkString(b, s.srv.serverVersion)
+	b = resp.AppendBulkString(b, "proto")
+	b = resp.AppendInt(b, int64(proto))
+	b = resp.AppendBulkString(b, "id")
+	b = resp.AppendInt(b, s.id)
+	b = resp.AppendBulkString(b, "mode")
+	b = resp.AppendBulkString(b, "standalone")
+	b = resp.AppendBulkString(b, "role")
+	b = resp.AppendBulkString(b, "master")
+	b = resp.AppendBulkString(b, "modules")
+	b = resp.AppendArrayHeader(b, 0)
+	s.scratch = b
+	s.localReply(b)
+	return true
+}
+
+func (s *session) selectDB(args [][]byte) bool {
+	if len(args) != 2 {
+		s.localError("ERR wrong number of arguments for 'select' command")
+		return true
+	}
+	db, ok := resp.ParseInt(args[1])
+	if !ok {
+		s.localError(errNotInteger)
+		return true
+	}
+	if db < 0 || db >= int64(s.srv.databases) {
+		s.localError(errDBRange)
+		return true
+	}
+	if s.inMulti {
+		// Inside MULTI the server queues SELECT and runs it at EXEC.
+		if !s.send(resp.Command{Args: args}, nil, true, true) {
+			return false
+		}
+		s.multiSelect = int(db)
+		return true
+	}
+	s.db = int(db)
+	s.localOK()
+	return true
+}
+
+func validClientName(name []byte) bool {
+	for _, c := range name {
+		if c < '!' || c > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *session) setName(name []byte) {
+	if len(name) == 0 {
+		s.name = nil
+		return
+	}
+	s.name = append(s.name[:0], name...)
+}
+
+// client answers CLIENT ID/GETNAME/SETNAME itself, denies the subcommands
+// that act on other clients or on the reply stream, pins the tracking ones
+// and forwards the rest (LIST, INFO, HELP...) unchanged.
+func (s *session) client(cmd resp.Command) bool {
+	args := cmd.Args
+	if len(args) < 2 {
+		s.localError("ERR wrong number of arguments for 'client' command")
+		return true
+	}
+	sub := args[1]
+	switch {
+	case resp.EqualFold(sub, "id") && len(args) == 2:
+		s.scratch = resp.AppendInt(s.scratch[:0], s.id)
+		s.localReply(s.scratch)
+	case resp.EqualFold(sub, "getname") && len(args) == 2:
+		if s.name == nil {
+			s.scratch = resp.AppendNull(s.scratch[:0], s.proto)
+		} else {
+			s.scratch = resp.AppendBulk(s.scratch[:0], s.name)
+		}
+		s.localReply(s.scratch)
+	case resp.EqualFold(sub, "setname"):
+		if len(args) != 3 {
+			s.localError("ERR wrong number of arguments for 'client|setname' command")
+		} else if !validClientName(args[2]) {
+			s.localError(errClientName)
+		} else {
+			s.setName(args[2])
+			s.localOK()
+		}
+	case resp.EqualFold(sub, "kill"), resp.EqualFold(sub, "pause"), resp.EqualFold(sub, "unpause"),
+		resp.EqualFold(sub, "reply"), resp.EqualFold(sub, "unblock"):
+		s.localError("ERR replproxy: 'client " + string(sub) + "' is not allowed through the proxy")
+	case resp.EqualFold(sub, "tracking"), resp.EqualFold(sub, "caching"), resp.EqualFold(sub, "getredir"),
+		resp.EqualFold(sub, "trackinginfo"), resp.EqualFold(sub, "no-evict"), resp.EqualFold(sub, "no-touch"):
+		// Connection state on the server: it needs a connection of its own,
+		// kept until RESET or disconnect.
+		if !s.send(cmd, nil, true, true) {
+			return false
+		}
+		s.tracking = true
+	default:
+		return s.send(cmd, nil, false, true)
+	}
+	return true
+}

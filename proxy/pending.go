@@ -1,0 +1,127 @@
+package proxy
+
+// ring is a FIFO that reuses its storage: after warm-up, push and pop do not
+// allocate. Owned by one event loop; not safe for concurrent use.
+type ring[T any] struct {
+	buf        []T // len is a power of two
+	head, size int
+}
+
+func (r *ring[T]) len() int { return r.size }
+
+func (r *ring[T]) push(v T) {
+	if r.size == len(r.buf) {
+		r.grow()
+	}
+	r.buf[(r.head+r.size)&(len(r.buf)-1)] = v
+	r.size++
+}
+
+func (r *ring[T]) peek() *T { return &r.buf[r.head] }
+
+func (r *ring[T]) pop() T {
+	var zero T
+	v := r.buf[r.head]
+	r.buf[r.head] = zero // drop references so closed sessions can be collected
+	r.head = (r.head + 1) & (len(r.buf) - 1)
+	r.size--
+	return v
+}
+
+func (r *ring[T]) grow() {
+	n := len(r.buf) * 2
+	if n == 0 {
+		n = 8
+	}
+	nb := make([]T, n)
+	for i := 0; i < r.size; i++ {
+		nb[i] = r.buf[(r.head+i)&(len(r.buf)-1)]
+	}
+	r.buf, r.head = nb, 0
+}
+
+// pendingKind says what to do with a backend reply.
+type pendingKind uint8
+
+const (
+	pendClient  pendingKind = iota // the reply belongs to sess, in slot seq
+	pendSwallow                    // the proxy's own SELECT/HELLO: drop the reply
+)
+
+// pending is one request in flight on a backend connection.
+type pending struct {
+	sess *session
+	seq  uint64
+	kind pendingKind
+}
+
+// replySlot holds a reply that completed before an earlier one of the same
+// client: it waits here until the client's head reply is released.
+type replySlot struct {
+	ready bool
+	data  []byte
+}
+
+// maxRetainedSlotBytes bounds what an idle slot keeps of a large reply.
+const maxRetainedSlotBytes = 64 << 10
+
+// replyQueue releases one client's replies in request order. Sequence numbers
+// are handed out per request; a reply for the head sequence goes straight to
+// the output, later ones wait in their slot. Owned by the session's loop.
+type replyQueue struct {
+	slots         []replySlot // len is a power of two
+	headSeq, next uint64
+}
+
+func (q *replyQueue) outstanding() int { return int(q.next - q.headSeq) }
+
+// reserve hands out the sequence number for the next request.
+func (q *replyQueue) reserve() uint64 {
+	if q.outstanding() == len(q.slots) {
+		q.grow()
+	}
+	seq := q.next
+	q.next++
+	return seq
+}
+
+func (q *replyQueue) grow() {
+	n := len(q.slots) * 2
+	if n == 0 {
+		n = 8
+	}
+	ns := make([]replySlot, n)
+	for s := q.headSeq; s < q.next; s++ {
+		ns[s&uint64(n-1)] = q.slots[s&uint64(len(q.slots)-1)]
+	}
+	q.slots = ns
+}
+
+// complete records seq's reply and appends every reply that is now in order
+// to out. It copies data only when the reply must wait for an earlier one.
+func (q *replyQueue) complete(out []byte, seq uint64, data []byte) []byte {
+	mask := uint64(len(q.slots) - 1)
+	if seq != q.headSeq {
+		sl := &q.slots[seq&mask]
+		sl.data = append(sl.data[:0], data...)
+		sl.ready = true
+		return out
+	}
+	out = append(out, data...)
+	q.headSeq++
+	for q.headSeq < q.next {
+		sl := &q.slots[q.headSeq&mask]
+		if !sl.ready {
+			break
+		}
+		out = append(out, sl.data...)
+		sl.ready = false
+		if cap(sl.data) > maxRetainedSlotBytes {
+			sl.data = nil
+		} else {
+			sl.data = sl.data[:0]
+		}
+		q.headSeq++
+	}
+	return out
+}

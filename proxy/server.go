@@ -1,0 +1,361 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"github.com/redis/go-redis/v9"
+	"github.com/replproxy/replproxy/resp"
+)
+
+// Server is a running proxy. Create it with New and run it with Serve.
+// Its methods are safe for concurrent use.
+type Server struct {
+	gnet.BuiltinEventEngine
+
+	cfg Config
+	log *slog.Logger
+
+	authRequired bool
+	users        map[string]string // includes "default" when RequirePass is set
+
+	limits      resp.Limits
+	unauthLimit resp.Limits
+
+	// upstream facts, fetched before serving; immutable afterwards.
+	databases     int
+	serverVersion string
+
+	eng       gnet.Engine
+	addr      atomic.Pointer[string]
+	ready     chan struct{}
+	readyOnce sync.Once
+
+	loopsMu sync.Mutex
+	loops   map[gnet.EventLoop]*loop
+	loopLst atomic.Pointer[[]*loop] // copy-on-write list for the ticker
+
+	clients  atomic.Int64
+	nextID   atomic.Int64
+	draining atomic.Bool
+}
+
+// New checks cfg, fills in defaults and returns a Server ready to Serve.
+func New(cfg Config) (*Server, error) {
+	if cfg.Master == "" {
+		return nil, ErrProxyNoMaster
+	}
+	if err := normalize(&cfg); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:   cfg,
+		log:   cfg.Logger,
+		ready: make(chan struct{}),
+		loops: make(map[gnet.EventLoop]*loop),
+		users: make(map[string]string),
+	}
+	for u, p := range cfg.Users {
+		s.users[u] = p
+	}
+	if cfg.RequirePass != "" {
+		s.users["default"] = cfg.RequirePass
+	}
+	s.authRequired = len(s.users) > 0
+	s.limits = resp.DefaultLimits()
+	s.limits.MaxBulkBytes = cfg.MaxBulkBytes
+	s.unauthLimit = resp.UnauthenticatedLimits()
+	empty := []*loop{}
+	s.loopLst.Store(&empty)
+	return s, nil
+}
+
+func normalize(cfg *Config) error {
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:6380"
+	}
+	if cfg.DiscoverReplicas == nil {
+		t := true
+		cfg.DiscoverReplicas = &t
+	}
+	if cfg.Loops <= 0 {
+		cfg.Loops = runtime.NumCPU()
+	}
+	if cfg.BackendConns <= 0 {
+		cfg.BackendConns = 1
+	}
+	if cfg.MaxClients <= 0 {
+		cfg.MaxClients = 10000
+	}
+	if cfg.MaxPipeline <= 0 {
+		cfg.MaxPipeline = 100000
+	}
+	if cfg.QueryBufferLimit <= 0 {
+		cfg.QueryBufferLimit = 1 << 30
+	}
+	if cfg.OutputBufferLimit <= 0 {
+		cfg.OutputBufferLimit = 1 << 30
+	}
+	if cfg.MaxBulkBytes <= 0 {
+		cfg.MaxBulkBytes = 512 << 20
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 2 * time.Second
+	}
+	if cfg.ReconnectBackoffMax <= 0 {
+		cfg.ReconnectBackoffMax = time.Second
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 5 * time.Second
+	}
+	if cfg.Consistency == "" {
+		cfg.Consistency = "causal"
+	}
+	switch cfg.Consistency {
+	case "strong", "linearizable", "causal", "bounded", "eventual":
+	default:
+		return fmt.Errorf("%w: unknown consistency %q (want strong, linearizable, causal, bounded or eventual)", ErrProxyBadConfig, cfg.Consistency)
+	}
+	if cfg.MaxLag <= 0 {
+		cfg.MaxLag = 100 * time.Millisecond
+	}
+	if cfg.MinReplicasMaxLag <= 0 {
+		cfg.MinReplicasMaxLag = 10 * time.Second
+	}
+	if cfg.MinReplicasToWrite < 0 {
+		return fmt.Errorf("%w: min-replicas-to-write must be >= 0", ErrProxyBadConfig)
+	}
+	// Every read goes to the master for now, which satisfies every
+	// consistency mode; a write gate cannot be honoured without the
+	// replication link, so refuse it rather than pretend.
+	if cfg.MinReplicasToWrite > 0 {
+		return fmt.Errorf("%w: min-replicas-to-write (the write gate needs the replication-stream link)", ErrProxyNotSupported)
+	}
+	if len(cfg.Sentinels) > 0 || cfg.SentinelMaster != "" {
+		return fmt.Errorf("%w: sentinel (following Sentinel failovers)", ErrProxyNotSupported)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	for _, a := range append([]string{cfg.Listen, cfg.Master}, cfg.Replicas...) {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("%w: address %q: %v", ErrProxyBadConfig, a, err)
+		}
+	}
+	return nil
+}
+
+// Addr is the address the proxy listens on, once Ready is closed.
+func (s *Server) Addr() string {
+	if p := s.addr.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// Ready is closed once the proxy accepts connections.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Serve runs the proxy until ctx is cancelled, then shuts down gracefully:
+// it stops reading new commands, lets in-flight replies reach their clients
+// for up to ShutdownTimeout, and closes everything.
+func (s *Server) Serve(ctx context.Context) error {
+	s.fetchUpstreamFacts(ctx)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- gnet.Run(s, "tcp://"+s.cfg.Listen,
+			gnet.WithMulticore(true),
+			gnet.WithNumEventLoop(s.cfg.Loops),
+			gnet.WithTicker(true),
+			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+			gnet.WithReuseAddr(true),
+			gnet.WithLogger(gnetLogger{s.log}),
+		)
+	}()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("proxy: listen %s: %w", s.cfg.Listen, err)
+	case <-s.ready:
+	}
+	s.log.Info("replproxy listening", "addr", s.Addr(), "master", s.cfg.Master, "loops", s.cfg.Loops)
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	s.shutdown()
+	return <-errc
+}
+
+func (s *Server) shutdown() {
+	s.draining.Store(true)
+	deadline := time.Now().Add(s.cfg.ShutdownTimeout)
+	for time.Now().Before(deadline) && s.inflight() > 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := s.inflight(); n > 0 {
+		s.log.Warn("shutdown deadline reached with requests in flight", "requests", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.eng.Stop(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		s.log.Warn("engine stop", "err", err)
+	}
+}
+
+func (s *Server) inflight() int64 {
+	var n int64
+	for _, l := range *s.loopLst.Load() {
+		n += l.inflight.Load()
+	}
+	return n
+}
+
+// fetchUpstreamFacts asks the master what SELECT and HELLO must agree with.
+// The proxy still starts when the master is down: clients then get clear
+// errors until it is back, as they would talking to Redis directly.
+func (s *Server) fetchUpstreamFacts(ctx context.Context) {
+	s.databases, s.serverVersion = s.cfg.Databases, "7.0.0"
+	if s.databases == 0 {
+		s.databases = 16
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
+	defer cancel()
+	rc := redis.NewClient(&redis.Options{
+		Addr:        s.cfg.Master,
+		Username:    s.cfg.UpstreamUser,
+		Password:    s.cfg.UpstreamPassword,
+		Protocol:    2,
+		DialTimeout: s.cfg.ConnectTimeout,
+		MaxRetries:  -1,
+	})
+	defer rc.Close()
+	info, err := rc.Info(ctx, "server").Result()
+	if err != nil {
+		s.log.Warn("master not reachable at start; serving anyway", "master", s.cfg.Master, "err", err)
+		return
+	}
+	if v := infoField(info, "redis_version"); v != "" {
+		s.serverVersion = v
+	}
+	if s.cfg.Databases == 0 {
+		if kv, err := rc.ConfigGet(ctx, "databases").Result(); err == nil {
+			if n, err := strconv.Atoi(kv["databases"]); err == nil && n > 0 {
+				s.databases = n
+			}
+		}
+	}
+}
+
+// infoField returns one "field:value" line of an INFO reply.
+func infoField(info, field string) string {
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimRight(line, "\r"), field+":"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// OnBoot records the engine and the bound address (the port may have been 0).
+func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
+	s.eng = eng
+	addr := s.cfg.Listen
+	if fd, err := eng.Dup(); err == nil {
+		if sa, err := syscall.Getsockname(fd); err == nil {
+			switch a := sa.(type) {
+			case *syscall.SockaddrInet4:
+				addr = net.JoinHostPort(net.IP(a.Addr[:]).String(), strconv.Itoa(a.Port))
+			case *syscall.SockaddrInet6:
+				addr = net.JoinHostPort(net.IP(a.Addr[:]).String(), strconv.Itoa(a.Port))
+			}
+		}
+		syscall.Close(fd)
+	}
+	s.addr.Store(&addr)
+	s.readyOnce.Do(func() { close(s.ready) })
+	return gnet.None
+}
+
+func (s *Server) loopOf(el gnet.EventLoop) *loop {
+	s.loopsMu.Lock()
+	defer s.loopsMu.Unlock()
+	l := s.loops[el]
+	if l == nil {
+		l = newLoop(s, el)
+		s.loops[el] = l
+		lst := append(append([]*loop(nil), *s.loopLst.Load()...), l)
+		s.loopLst.Store(&lst)
+	}
+	return l
+}
+
+// OnOpen: a connection with a context is a backend the proxy enrolled;
+// anything else is a client.
+func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	if b, ok := c.Context().(*backend); ok {
+		b.onOpen(c)
+		return nil, gnet.None
+	}
+	if s.draining.Load() {
+		return resp.AppendError(nil, errProxyDraining), gnet.Close
+	}
+	if s.clients.Add(1) > int64(s.cfg.MaxClients) {
+		s.clients.Add(-1)
+		return resp.AppendError(nil, errMaxClients), gnet.Close
+	}
+	l := s.loopOf(c.EventLoop())
+	sess := newSession(l, c, s.nextID.Add(1))
+	c.SetContext(sess)
+	return nil, gnet.None
+}
+
+func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
+	switch x := c.Context().(type) {
+	case *session:
+		s.clients.Add(-1)
+		x.onClose()
+	case *backend:
+		x.onClose(err)
+	}
+	return gnet.None
+}
+
+func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
+	switch x := c.Context().(type) {
+	case *session:
+		return x.onTraffic()
+	case *backend:
+		x.onTraffic()
+	}
+	return gnet.None
+}
+
+// OnTick runs on its own goroutine: it only schedules each loop's sweep on
+// that loop, where the state it checks lives.
+func (s *Server) OnTick() (time.Duration, gnet.Action) {
+	for _, l := range *s.loopLst.Load() {
+		_ = l.el.Execute(context.Background(), l.sweeper)
+	}
+	return 100 * time.Millisecond, gnet.None
+}
+
+// gnetLogger sends gnet's own logs to slog.
+type gnetLogger struct{ l *slog.Logger }
+
+func (g gnetLogger) Debugf(f string, a ...any) { g.l.Debug(fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Infof(f string, a ...any)  { g.l.Debug(fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Warnf(f string, a ...any)  { g.l.Warn(fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Errorf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...)) }

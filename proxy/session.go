@@ -1,0 +1,247 @@
+package proxy
+
+import (
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"github.com/replproxy/replproxy/resp"
+)
+
+// session is one client connection: its parser, its per-connection Redis
+// state (db, protocol, name, auth) and the queue that keeps its replies in
+// request order. Owned by its event loop; not safe for concurrent use.
+type session struct {
+	l   *loop
+	srv *Server
+	c   gnet.Conn
+	id  int64
+
+	parser  *resp.RequestParser
+	replies replyQueue
+	out     []byte // replies ready for the client, written at the end of the callback
+	scratch []byte // local replies and re-encoded inline commands are built here
+
+	db     int
+	proto  int
+	name   []byte
+	authed bool
+
+	// target is the backend this session's outstanding requests went to.
+	// Requests are only ever outstanding on one backend at a time, so that a
+	// command never overtakes an earlier one of the same client by taking
+	// another connection (see dispatch).
+	target            *backend
+	targetOutstanding int
+
+	// pinned is the dedicated connection holding state that cannot be
+	// multiplexed; the flags say why it is held.
+	pinned       *backend
+	inMulti      bool
+	watching     bool
+	subscribed   bool
+	tracking     bool
+	blockingCall bool
+	multiSelect  int // db SELECTed inside MULTI, applied at EXEC; -1 if none
+
+	stalled       bool // waiting for outstanding requests before switching backend
+	pipelineFull  bool // MaxPipeline requests in flight; reading paused
+	closeWhenDone bool // QUIT or protocol error: close once replies are out
+	closed        bool
+	dirty         bool
+	lastActive    time.Time
+}
+
+func newSession(l *loop, c gnet.Conn, id int64) *session {
+	s := &session{l: l, srv: l.srv, c: c, id: id, proto: 2, multiSelect: -1}
+	s.authed = !s.srv.authRequired
+	if s.authed {
+		s.parser = resp.NewRequestParser(s.srv.limits)
+	} else {
+		s.parser = resp.NewRequestParser(s.srv.unauthLimit)
+	}
+	if s.srv.cfg.IdleTimeout > 0 {
+		s.lastActive = time.Now()
+	}
+	l.sessions[s] = struct{}{}
+	return s
+}
+
+func (s *session) exemptFromIdle() bool {
+	// Redis never times out subscribers or clients blocked in a command.
+	return s.subscribed || s.blockingCall
+}
+
+func (s *session) needsPin() bool {
+	return s.inMulti || s.watching || s.subscribed || s.tracking || s.blockingCall
+}
+
+func (s *session) onTraffic() gnet.Action {
+	if s.srv.cfg.IdleTimeout > 0 {
+		s.lastActive = time.Now()
+	}
+	s.process()
+	s.l.flush()
+	return gnet.None
+}
+
+// process parses and dispatches every complete request buffered for the
+// client, stopping early when the session must wait (stall, full pipeline).
+func (s *session) process() {
+	c := s.c
+	if s.closed || s.stalled || s.closeWhenDone || s.srv.draining.Load() {
+		return
+	}
+	avail := c.InboundBuffered()
+	if avail > s.srv.cfg.QueryBufferLimit {
+		s.srv.log.Warn("closing client that reached the query buffer limit", "client", s.id, "bytes", avail)
+		_ = c.Close()
+		return
+	}
+	// A frame that is still arriving is not looked at again until all of it
+	// is here: Peek would copy the whole buffer each time.
+	if avail == 0 || avail < s.parser.Need() {
+		return
+	}
+	buf, err := c.Peek(avail)
+	if err != nil {
+		return
+	}
+	maxPipe := s.srv.cfg.MaxPipeline
+	off := 0
+	for off < len(buf) && !s.stalled && !s.closeWhenDone {
+		if s.replies.outstanding() >= maxPipe {
+			s.pipelineFull = true
+			break
+		}
+		cmd, n, err := s.parser.Parse(buf[off:])
+		if err != nil {
+			s.localError("ERR " + err.Error())
+			s.closeWhenDone = true
+			off = len(buf)
+			break
+		}
+		if n == 0 {
+			break
+		}
+		if len(cmd.Args) > 0 && !s.dispatch(cmd, buf[off:off+n]) {
+			break // not consumed: it runs once the session may go on
+		}
+		off += n
+	}
+	if off > 0 {
+		_, _ = c.Discard(off)
+	}
+}
+
+// resume continues a session that waited for its outstanding requests. It
+// goes through Wake so the session's input is read from its own callback.
+func (s *session) resume() {
+	if s.closed {
+		return
+	}
+	s.stalled = false
+	s.pipelineFull = false
+	_ = s.c.Wake(nil)
+}
+
+// complete takes the reply to request seq, which b answered.
+func (s *session) complete(b *backend, seq uint64, reply []byte) {
+	if b == s.target {
+		s.targetOutstanding--
+	}
+	if s.closed {
+		return
+	}
+	s.out = s.replies.complete(s.out, seq, reply)
+	s.l.markSession(s)
+	if s.targetOutstanding == 0 {
+		if s.blockingCall && !s.inMulti {
+			s.blockingCall = false
+		}
+		if s.pinned != nil && s.pinned == b && !s.needsPin() {
+			s.pinned = nil
+			s.target = nil
+			s.l.releaseDedicated(b)
+		}
+		if s.stalled {
+			s.resume()
+		}
+	}
+	if s.pipelineFull && s.replies.outstanding() <= s.srv.cfg.MaxPipeline/2 {
+		s.resume()
+	}
+}
+
+// deliverOutOfBand passes on a frame that answers no request: a pub/sub
+// message or a RESP2 subscribe confirmation.
+func (s *session) deliverOutOfBand(frame []byte) {
+	if s.closed {
+		return
+	}
+	s.out = append(s.out, frame...)
+	s.l.markSession(s)
+}
+
+// localReply queues a reply the proxy produced itself, in request order.
+func (s *session) localReply(reply []byte) {
+	seq := s.replies.reserve()
+	s.out = s.replies.complete(s.out, seq, reply)
+	s.l.markSession(s)
+}
+
+func (s *session) localError(msg string) {
+	s.scratch = resp.AppendError(s.scratch[:0], msg)
+	s.localReply(s.scratch)
+}
+
+func (s *session) localOK() { s.localReply(okReply) }
+
+var (
+	okReply    = []byte("+OK\r\n")
+	pongReply  = []byte("+PONG\r\n")
+	resetReply = []byte("+RESET\r\n")
+)
+
+// maxRetainedClientOut bounds the output buffer an idle session keeps.
+const maxRetainedClientOut = 64 << 10
+
+func (s *session) flush() {
+	if s.closed {
+		return
+	}
+	if len(s.out) > 0 {
+		_, _ = s.c.Write(s.out)
+		if s.closed {
+			return
+		}
+		if cap(s.out) > maxRetainedClientOut {
+			s.out = nil
+		} else {
+			s.out = s.out[:0]
+		}
+		if s.c.OutboundBuffered() > s.srv.cfg.OutputBufferLimit {
+			s.srv.log.Warn("closing client that does not read its replies", "client", s.id, "buffered", s.c.OutboundBuffered())
+			s.closeNow()
+			return
+		}
+	}
+	if s.closeWhenDone && s.replies.outstanding() == 0 {
+		s.closeNow()
+	}
+}
+
+func (s *session) closeNow() {
+	if !s.closed {
+		_ = s.c.Close()
+	}
+}
+
+func (s *session) onClose() {
+	s.closed = true
+	delete(s.l.sessions, s)
+	if b := s.pinned; b != nil {
+		s.pinned = nil
+		b.owner = nil
+		b.close()
+	}
+}
