@@ -131,3 +131,36 @@ func (r *rawConn) expect(want string) {
 		r.t.Fatalf("got %q (err %v), want %q", got, err, want)
 	}
 }
+
+func startTopologyOnly(t *testing.T) *redistest.Topology {
+	return redistest.Start(t, redistest.Options{})
+}
+
+// startProxyManual starts a proxy and returns a stop function that performs
+// a graceful shutdown and waits for Serve to return.
+func startProxyManual(t *testing.T, cfg Config) (*Server, func()) {
+	t.Helper()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	<-srv.Ready()
+	var once bool
+	stop := func() {
+		if once {
+			return
+		}
+		once = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}
+	t.Cleanup(stop)
+	return srv, stop
+}
