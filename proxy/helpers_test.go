@@ -164,3 +164,16 @@ func startProxyManual(t *testing.T, cfg Config) (*Server, func()) {
 	t.Cleanup(stop)
 	return srv, stop
 }
+
+func redistestStart(tb redistest.TB) string {
+	return redistest.Start(tb, redistest.Options{}).Master.Addr()
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// chanContext is a context cancelled when stop is closed.
+func chanContext(stop <-chan struct{}) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { <-stop; cancel() }()
+	return ctx
+}
