@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -27,6 +28,7 @@ const (
 // blocking calls). Owned by its loop; not safe for concurrent use.
 type backend struct {
 	l     *loop
+	pool  *nodePool
 	proto int
 	owner *session // nil for shared connections
 	slot  **backend
@@ -47,17 +49,29 @@ type backend struct {
 	pend    ring[pending]
 	scanner *resp.ReplyScanner
 	dirty   bool
+
+	// reqLog keeps a copy of the read requests in flight on a replica, so a
+	// read that meets LOADING or a dead replica can be re-sent elsewhere.
+	// Entries are consumed in FIFO order; offsets are absolute (reqBase is
+	// the absolute offset of reqLog[0], reqHead the next unconsumed byte).
+	reqLog  []byte
+	reqBase int64
+	reqHead int64
+	// lastProgress is when the replica last answered (or first got a request
+	// after being idle): the read timeout is measured from it.
+	lastProgress time.Time
 }
 
-func newBackend(l *loop, proto int, owner *session) *backend {
+func newBackend(l *loop, pool *nodePool, proto int, owner *session) *backend {
 	b := &backend{
 		l:       l,
+		pool:    pool,
 		proto:   proto,
 		owner:   owner,
 		scanner: resp.NewReplyScanner(resp.DefaultLimits()),
 	}
 	cfg := &l.srv.cfg
-	go b.connect(cfg.Master, cfg.UpstreamUser, cfg.UpstreamPassword, cfg.ConnectTimeout)
+	go b.connect(pool.addr, cfg.UpstreamUser, cfg.UpstreamPassword, cfg.ConnectTimeout)
 	return b
 }
 
@@ -95,13 +109,16 @@ func (b *backend) onOpen(c gnet.Conn) {
 		return
 	}
 	b.state = stateOpen
-	b.l.dialSucceeded()
+	b.pool.dialSucceeded()
 	b.flush()
 }
 
 func (b *backend) dialFailed(err error) {
-	b.l.srv.log.Warn("cannot connect to master", "master", b.l.srv.cfg.Master, "err", err)
-	b.l.dialFailed(err)
+	b.l.srv.log.Warn("cannot connect", "node", b.pool.addr, "err", err)
+	b.pool.dialFailed(err, b.l.srv.cfg.ReconnectBackoffMax)
+	if b.pool.replica {
+		b.l.demote(b.pool, "connect failed")
+	}
 	b.detach()
 	b.failPending(errBackendDown + err.Error())
 	b.l.flush()
@@ -109,7 +126,10 @@ func (b *backend) dialFailed(err error) {
 
 func (b *backend) onClose(err error) {
 	if err != nil && b.owner == nil {
-		b.l.srv.log.Info("master connection closed", "err", err)
+		b.l.srv.log.Info("backend connection closed", "node", b.pool.addr, "err", err)
+	}
+	if b.pool.replica && b.pend.len() > 0 {
+		b.l.demote(b.pool, "connection lost")
 	}
 	b.detach()
 	b.failPending(errBackendLost)
@@ -132,17 +152,36 @@ func (b *backend) detach() {
 	}
 }
 
-// failPending answers every request still waiting on b with msg.
+// failPending answers every request still waiting on b with msg; reads
+// waiting on a replica are re-sent elsewhere instead, since nothing a client
+// can see has happened to them yet.
 func (b *backend) failPending(msg string) {
 	var buf [512]byte
 	reply := resp.AppendError(buf[:0], msg)
 	for b.pend.len() > 0 {
 		p := b.pend.pop()
-		if p.kind == pendClient {
-			b.l.inflight.Add(-1)
-			p.sess.complete(b, p.seq, reply)
+		req := b.takeReq(&p)
+		if p.kind != pendClient {
+			continue
 		}
+		b.l.inflight.Add(-1)
+		if b.pool.replica && p.sess.retryRead(b, p, req) {
+			continue
+		}
+		p.sess.complete(b, p, reply)
 	}
+	b.reqLog, b.reqBase, b.reqHead = b.reqLog[:0], 0, 0
+}
+
+// takeReq returns the logged request bytes of p, which was just popped. The
+// slice is valid until the next forward on b.
+func (b *backend) takeReq(p *pending) []byte {
+	if p.reqEnd == 0 || p.reqEnd < b.reqHead {
+		return nil
+	}
+	req := b.reqLog[b.reqHead-b.reqBase : p.reqEnd-b.reqBase]
+	b.reqHead = p.reqEnd
+	return req
 }
 
 // close asks gnet to close the connection; onClose does the rest.
@@ -158,17 +197,49 @@ func (b *backend) close() {
 
 // forward queues one request of s. raw is sent unchanged.
 func (b *backend) forward(s *session, raw []byte, expectReply bool) {
-	if b.db != s.db && !b.relay {
-		b.out = appendSelect(b.out, s.db)
-		b.pend.push(pending{kind: pendSwallow})
-		b.db = s.db
+	p := pending{sess: s, db: int32(s.db)}
+	if expectReply {
+		p.seq = s.replies.reserve()
+	}
+	b.send(p, raw, expectReply)
+}
+
+// send queues request raw for pending entry p, selecting p's database first
+// when the connection is on another one.
+func (b *backend) send(p pending, raw []byte, expectReply bool) {
+	if int(p.db) != b.db && !b.relay {
+		b.out = appendSelect(b.out, int(p.db))
+		b.pend.push(pending{kind: pendSwallow, reqEnd: b.reqEnd()})
+		b.db = int(p.db)
 	}
 	b.out = append(b.out, raw...)
 	if expectReply {
-		b.pend.push(pending{sess: s, seq: s.replies.reserve()})
+		if b.pool.replica {
+			if b.pend.len() == 0 {
+				b.lastProgress = time.Now()
+			}
+			b.logReq(raw)
+			p.reqEnd = b.reqEnd()
+		}
+		b.pend.push(p)
 		b.l.inflight.Add(1)
 	}
 	b.l.markBackend(b)
+}
+
+func (b *backend) reqEnd() int64 { return b.reqBase + int64(len(b.reqLog)) }
+
+// maxReqLogSlack is how much consumed space the request log may carry
+// before it is compacted.
+const maxReqLogSlack = 32 << 10
+
+func (b *backend) logReq(raw []byte) {
+	if consumed := b.reqHead - b.reqBase; consumed > maxReqLogSlack && consumed > int64(len(b.reqLog)/2) {
+		n := copy(b.reqLog, b.reqLog[consumed:])
+		b.reqLog = b.reqLog[:n]
+		b.reqBase = b.reqHead
+	}
+	b.reqLog = append(b.reqLog, raw...)
 }
 
 func appendSelect(dst []byte, db int) []byte {
@@ -224,6 +295,9 @@ func (b *backend) onTraffic() {
 	}
 	if off > 0 {
 		_, _ = c.Discard(off)
+		if b.pool.replica {
+			b.lastProgress = time.Now()
+		}
 	}
 	b.l.flush()
 }
@@ -241,14 +315,32 @@ func (b *backend) onReply(frame []byte) {
 		return
 	}
 	p := b.pend.pop()
+	req := b.takeReq(&p)
+	if b.pend.len() == 0 && b.reqHead == b.reqEnd() {
+		b.reqLog, b.reqBase = b.reqLog[:0], b.reqHead
+	}
 	if p.kind == pendSwallow {
 		if frame[0] == '-' {
-			b.l.srv.log.Warn("proxy-issued command failed on master", "reply", string(frame))
+			b.l.srv.log.Warn("proxy-issued command failed", "node", b.pool.addr, "reply", string(frame))
 		}
 		return
 	}
 	b.l.inflight.Add(-1)
-	p.sess.complete(b, p.seq, frame)
+	if b.pool.replica && frame[0] == '-' && retryableError(frame) {
+		b.l.demote(b.pool, string(frame[1:len(frame)-2]))
+		if p.sess.retryRead(b, p, req) {
+			return
+		}
+	}
+	p.sess.complete(b, p, frame)
+}
+
+// retryableError reports replica errors that say "not now, not here": the
+// read is re-sent elsewhere and the client never sees them.
+func retryableError(frame []byte) bool {
+	return bytes.HasPrefix(frame, []byte("-LOADING")) ||
+		bytes.HasPrefix(frame, []byte("-MASTERDOWN")) ||
+		bytes.HasPrefix(frame, []byte("-BUSY "))
 }
 
 // dialBackend connects and authenticates a connection to a Redis node, and

@@ -62,6 +62,21 @@ type Config struct {
 	// 0 means: ask the master (CONFIG GET databases), else 16.
 	Databases int
 
+	// PollInterval is how often the topology monitor polls each node.
+	// 0 means 100ms.
+	PollInterval time.Duration
+	// HealthTimeout bounds one poll of a node; a node that does not answer
+	// in time is unreachable. 0 means 1s.
+	HealthTimeout time.Duration
+	// ReadTimeout is how long a read may wait on a replica before the
+	// replica is considered hung and the read is re-sent elsewhere.
+	// 0 means 1s.
+	ReadTimeout time.Duration
+	// ReadBalance chooses among eligible replicas: "least-outstanding"
+	// (requests in flight, ties broken by round-trip time) or "round-robin".
+	// Empty means least-outstanding.
+	ReadBalance string
+
 	// ConnectTimeout bounds dialing and handshaking a backend. 0 means 2s.
 	ConnectTimeout time.Duration
 	// ReconnectBackoffMax caps the delay between reconnect attempts to a

@@ -84,7 +84,7 @@ func (s *session) send(cmd resp.Command, raw []byte, pin, expectReply bool) bool
 	case s.pinned != nil:
 		b = s.pinned
 	case pin:
-		if s.targetOutstanding > 0 {
+		if !s.idle() {
 			s.stalled = true
 			return false
 		}
@@ -92,14 +92,20 @@ func (s *session) send(cmd resp.Command, raw []byte, pin, expectReply bool) bool
 			s.pinned = b
 		}
 	default:
-		b, why = s.l.sharedBackend(s.proto)
+		b, why = s.l.sharedBackend(s.l.master, s.proto)
 	}
 	if b == nil {
 		s.localError(errBackendDown + why)
 		return true
 	}
+	return s.sendTo(b, cmd, raw, expectReply)
+}
+
+// sendTo forwards to b, unless the session has requests in flight on
+// another backend: then it stalls until they are answered (see dispatch).
+func (s *session) sendTo(b *backend, cmd resp.Command, raw []byte, expectReply bool) bool {
 	if b != s.target {
-		if s.targetOutstanding > 0 {
+		if !s.idle() {
 			s.stalled = true
 			return false
 		}
@@ -114,6 +120,32 @@ func (s *session) send(cmd resp.Command, raw []byte, pin, expectReply bool) bool
 		s.targetOutstanding++
 	}
 	return true
+}
+
+// sendRead forwards a read to a replica when the session's consistency mode
+// allows it and one is eligible, and to the master otherwise.
+func (s *session) sendRead(cmd resp.Command, raw []byte) bool {
+	if s.pinned != nil || !s.replicaReadsAllowed() {
+		return s.send(cmd, raw, false, true)
+	}
+	// Keep reading from the replica the session's reads are in flight on:
+	// switching would have to wait for them.
+	if t := s.target; t != nil && t.pool.replica && !s.idle() && t.state != stateClosed && s.l.stillEligible(t.pool) {
+		return s.sendTo(t, cmd, raw, true)
+	}
+	if pool := s.l.pickReplica(s.proto, nil); pool != nil {
+		if b, _ := s.l.sharedBackend(pool, s.proto); b != nil {
+			return s.sendTo(b, cmd, raw, true)
+		}
+	}
+	return s.send(cmd, raw, false, true)
+}
+
+// replicaReadsAllowed: only eventual reads may go to replicas until the
+// proxy tracks replication offsets (causal, linearizable and bounded need
+// them); every other mode reads from the master, which satisfies all.
+func (s *session) replicaReadsAllowed() bool {
+	return s.consistency == consistencyEventual
 }
 
 func isDenied(sub map[string]bool, arg []byte) bool {
@@ -185,7 +217,7 @@ func (s *session) dropPinned() {
 		b.owner = nil
 		b.close()
 	}
-	if s.target != nil && s.targetOutstanding == 0 {
+	if s.target != nil && s.idle() {
 		s.target = nil
 	}
 	s.inMulti, s.watching, s.subscribed, s.tracking, s.blockingCall = false, false, false, false, false
@@ -218,7 +250,7 @@ func (s *session) local(id localID, cmd resp.Command) bool {
 	case localClient:
 		return s.client(cmd)
 	case localReset:
-		if s.targetOutstanding > 0 {
+		if !s.idle() {
 			s.stalled = true
 			return false
 		}

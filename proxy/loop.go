@@ -6,20 +6,19 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+	"github.com/replproxy/replproxy/router"
 )
 
-// loop is the proxy state of one gnet event loop: its backend connections
-// and the work left to flush at the end of the current callback. Owned by
-// that loop; only inflight is read from other goroutines.
+// loop is the proxy state of one gnet event loop: its connections to every
+// node and the work left to flush at the end of the current callback. Owned
+// by that loop; only inflight is read from other goroutines.
 type loop struct {
 	srv *Server
 	el  gnet.EventLoop
 
-	// shared[proto-2][i] are the multiplexed master connections; a nil entry
-	// is (re)created on demand, subject to the backoff in dial.
-	shared [2][]*backend
-	dial   dialState
-	// idle dedicated connections, kept for the next session that pins one.
+	master   *nodePool
+	replicas map[string]*nodePool
+	// idle dedicated master connections, kept for the next session that pins one.
 	idleDedicated [2][]*backend
 
 	sessions map[*session]struct{}
@@ -34,7 +33,20 @@ type loop struct {
 	rr      int
 }
 
-// dialState is the reconnect backoff toward one backend address.
+// nodePool is a loop's connections to one node. Shared connections are
+// (re)created on demand, subject to the reconnect backoff in dial.
+type nodePool struct {
+	addr    string
+	replica bool
+	shared  [2][]*backend // by protocol (2, 3)
+	dial    dialState
+	// demotedAt: a read here failed (LOADING, MASTERDOWN, BUSY, a lost or
+	// hung connection). The replica is not read from again until the monitor
+	// has polled it after that moment and still finds it eligible.
+	demotedAt time.Time
+}
+
+// dialState is the reconnect backoff toward one node.
 type dialState struct {
 	retryAt time.Time
 	backoff time.Duration
@@ -47,10 +59,8 @@ const (
 )
 
 func newLoop(s *Server, el gnet.EventLoop) *loop {
-	l := &loop{srv: s, el: el, sessions: make(map[*session]struct{})}
-	for p := range l.shared {
-		l.shared[p] = make([]*backend, s.cfg.BackendConns)
-	}
+	l := &loop{srv: s, el: el, sessions: make(map[*session]struct{}), replicas: make(map[string]*nodePool)}
+	l.master = l.newPool(s.cfg.Master, false)
 	l.sweeper = gnet.RunnableFunc(func(context.Context) error {
 		l.sweep(time.Now())
 		return nil
@@ -58,11 +68,32 @@ func newLoop(s *Server, el gnet.EventLoop) *loop {
 	return l
 }
 
-// sharedBackend returns the master connection a session with protocol proto
+func (l *loop) newPool(addr string, replica bool) *nodePool {
+	p := &nodePool{addr: addr, replica: replica}
+	n := l.srv.cfg.BackendConns
+	if replica {
+		n = 1
+	}
+	for i := range p.shared {
+		p.shared[i] = make([]*backend, n)
+	}
+	return p
+}
+
+func (l *loop) replicaPool(addr string) *nodePool {
+	p := l.replicas[addr]
+	if p == nil {
+		p = l.newPool(addr, true)
+		l.replicas[addr] = p
+	}
+	return p
+}
+
+// sharedBackend returns the connection to p that a session speaking proto
 // multiplexes onto, creating it if needed. It returns nil with the reason
-// while the master is in reconnect backoff.
-func (l *loop) sharedBackend(proto int) (*backend, string) {
-	conns := l.shared[proto-2]
+// while the node is in reconnect backoff.
+func (l *loop) sharedBackend(p *nodePool, proto int) (*backend, string) {
+	conns := p.shared[proto-2]
 	i := 0
 	if len(conns) > 1 {
 		l.rr++
@@ -71,16 +102,16 @@ func (l *loop) sharedBackend(proto int) (*backend, string) {
 	if b := conns[i]; b != nil {
 		return b, ""
 	}
-	if why := l.mayDial(); why != "" {
+	if why := p.mayDial(); why != "" {
 		return nil, why
 	}
-	b := newBackend(l, proto, nil)
+	b := newBackend(l, p, proto, nil)
 	conns[i] = b
 	b.slot = &conns[i]
 	return b, ""
 }
 
-// dedicatedBackend returns a connection for sess alone.
+// dedicatedBackend returns a master connection for sess alone.
 func (l *loop) dedicatedBackend(sess *session) (*backend, string) {
 	idle := &l.idleDedicated[sess.proto-2]
 	for len(*idle) > 0 {
@@ -91,10 +122,10 @@ func (l *loop) dedicatedBackend(sess *session) (*backend, string) {
 			return b, ""
 		}
 	}
-	if why := l.mayDial(); why != "" {
+	if why := l.master.mayDial(); why != "" {
 		return nil, why
 	}
-	return newBackend(l, sess.proto, sess), ""
+	return newBackend(l, l.master, sess.proto, sess), ""
 }
 
 // releaseDedicated takes back a connection whose session state ended.
@@ -108,24 +139,96 @@ func (l *loop) releaseDedicated(b *backend) {
 	b.close()
 }
 
-func (l *loop) mayDial() string {
-	if time.Now().Before(l.dial.retryAt) {
-		return l.dial.lastErr
+func (p *nodePool) mayDial() string {
+	if time.Now().Before(p.dial.retryAt) {
+		return p.dial.lastErr
 	}
 	return ""
 }
 
-func (l *loop) dialFailed(err error) {
-	if l.dial.backoff == 0 {
-		l.dial.backoff = initialBackoff
-	} else if l.dial.backoff *= 2; l.dial.backoff > l.srv.cfg.ReconnectBackoffMax {
-		l.dial.backoff = l.srv.cfg.ReconnectBackoffMax
+func (p *nodePool) dialFailed(err error, max time.Duration) {
+	if p.dial.backoff == 0 {
+		p.dial.backoff = initialBackoff
+	} else if p.dial.backoff *= 2; p.dial.backoff > max {
+		p.dial.backoff = max
 	}
-	l.dial.retryAt = time.Now().Add(l.dial.backoff)
-	l.dial.lastErr = err.Error()
+	p.dial.retryAt = time.Now().Add(p.dial.backoff)
+	p.dial.lastErr = err.Error()
 }
 
-func (l *loop) dialSucceeded() { l.dial = dialState{} }
+func (p *nodePool) dialSucceeded() { p.dial = dialState{} }
+
+// usable reports whether reads may go to the replica st describes.
+func (p *nodePool) usable(st *router.NodeState) bool {
+	if !st.Eligible {
+		return false
+	}
+	return p.demotedAt.IsZero() || st.Seen.After(p.demotedAt)
+}
+
+// pickReplica chooses the replica pool for a read by a session speaking
+// proto, or returns nil when no replica may serve it. Least outstanding
+// requests wins; the monitor's round-trip average breaks ties.
+func (l *loop) pickReplica(proto int, exclude *nodePool) *nodePool {
+	snap := l.srv.topo.Load()
+	if snap == nil {
+		return nil
+	}
+	var best *nodePool
+	bestOut, bestRTT := 0, time.Duration(0)
+	roundRobin := l.srv.cfg.ReadBalance == "round-robin"
+	n := len(snap.Replicas)
+	if roundRobin && n > 0 {
+		l.rr++
+	}
+	for i := 0; i < n; i++ {
+		j := i
+		if roundRobin {
+			j = (i + l.rr) % n
+		}
+		st := &snap.Replicas[j]
+		if !st.Eligible {
+			continue
+		}
+		p := l.replicaPool(st.Addr)
+		if p == exclude || !p.usable(st) || p.mayDial() != "" {
+			continue
+		}
+		if roundRobin {
+			return p
+		}
+		out := 0
+		if b := p.shared[proto-2][0]; b != nil {
+			out = b.pend.len()
+		}
+		if best == nil || out < bestOut || (out == bestOut && st.RTT < bestRTT) {
+			best, bestOut, bestRTT = p, out, st.RTT
+		}
+	}
+	return best
+}
+
+// stillEligible reports whether a replica a session is reading from may
+// take more reads.
+func (l *loop) stillEligible(p *nodePool) bool {
+	snap := l.srv.topo.Load()
+	if snap == nil {
+		return false
+	}
+	for i := range snap.Replicas {
+		if snap.Replicas[i].Addr == p.addr {
+			return p.usable(&snap.Replicas[i])
+		}
+	}
+	return false
+}
+
+func (l *loop) demote(p *nodePool, why string) {
+	if p.demotedAt.IsZero() || l.srv.log.Enabled(context.Background(), -4) {
+		l.srv.log.Info("replica demoted on this loop until the monitor sees it healthy", "replica", p.addr, "why", why)
+	}
+	p.demotedAt = time.Now()
+}
 
 func (l *loop) markSession(s *session) {
 	if !s.dirty {
@@ -144,7 +247,8 @@ func (l *loop) markBackend(b *backend) {
 // flush writes everything the current callback produced: requests first, so
 // the backends start working while replies go out.
 func (l *loop) flush() {
-	for i, b := range l.dirtyBackends {
+	for i := 0; i < len(l.dirtyBackends); i++ {
+		b := l.dirtyBackends[i]
 		b.dirty = false
 		b.flush()
 		l.dirtyBackends[i] = nil
@@ -158,8 +262,8 @@ func (l *loop) flush() {
 	l.dirtySessions = l.dirtySessions[:0]
 }
 
-// sweep enforces idle timeouts and, during shutdown, closes clients that
-// have nothing left in flight.
+// sweep enforces idle timeouts and replica read timeouts, and during
+// shutdown closes clients that have nothing left in flight.
 func (l *loop) sweep(now time.Time) {
 	idle := l.srv.cfg.IdleTimeout
 	draining := l.srv.draining.Load()
@@ -169,6 +273,19 @@ func (l *loop) sweep(now time.Time) {
 			s.c.Close()
 		case idle > 0 && s.replies.outstanding() == 0 && !s.exemptFromIdle() && now.Sub(s.lastActive) > idle:
 			s.c.Close()
+		}
+	}
+	// A replica that stopped answering (paused, partitioned, hung) would
+	// hold its reads forever: past the read timeout its connection is
+	// dropped and the reads it held are re-sent elsewhere.
+	for _, p := range l.replicas {
+		for _, conns := range p.shared {
+			for _, b := range conns {
+				if b != nil && b.state == stateOpen && b.pend.len() > 0 && now.Sub(b.lastProgress) > l.srv.cfg.ReadTimeout {
+					l.demote(p, "read timeout")
+					b.close()
+				}
+			}
 		}
 	}
 	l.flush()

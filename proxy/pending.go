@@ -52,7 +52,17 @@ const (
 type pending struct {
 	sess *session
 	seq  uint64
+	// reqEnd is the absolute end offset of the request's copy in the
+	// replica backend's request log (0: not logged).
+	reqEnd int64
+	// db the request runs in: a retry elsewhere must use it, whatever the
+	// session has SELECTed since.
+	db   int32
 	kind pendingKind
+	// attempt counts re-sends of a read; retried marks a re-sent read, which
+	// no longer counts as outstanding on the session's target.
+	attempt uint8
+	retried bool
 }
 
 // replySlot holds a reply that completed before an earlier one of the same

@@ -17,7 +17,17 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"github.com/redis/go-redis/v9"
 	"github.com/replproxy/replproxy/resp"
+	"github.com/replproxy/replproxy/router"
 )
+
+// isOwnLink reports whether addr, as the master lists it among its replicas,
+// is the proxy's own replication link. The proxy has no such link until the
+// replication-stream issue lands, so nothing is.
+func (s *Server) isOwnLink(addr string) bool { return false }
+
+// lagMs is a replica's lag in milliseconds, from the replication stream's
+// offset→time map; -1 (unknown) until the proxy has its own link.
+func (s *Server) lagMs(offset int64) int64 { return -1 }
 
 // Server is a running proxy. Create it with New and run it with Serve.
 // Its methods are safe for concurrent use.
@@ -27,6 +37,7 @@ type Server struct {
 	cfg Config
 	log *slog.Logger
 
+	consistency  consistency
 	authRequired bool
 	users        map[string]string // includes "default" when RequirePass is set
 
@@ -45,6 +56,9 @@ type Server struct {
 	loopsMu sync.Mutex
 	loops   map[gnet.EventLoop]*loop
 	loopLst atomic.Pointer[[]*loop] // copy-on-write list for the ticker
+
+	topo atomic.Pointer[router.Snapshot]
+	mon  *monitor
 
 	clients  atomic.Int64
 	nextID   atomic.Int64
@@ -73,11 +87,13 @@ func New(cfg Config) (*Server, error) {
 		s.users["default"] = cfg.RequirePass
 	}
 	s.authRequired = len(s.users) > 0
+	s.consistency, _ = parseConsistency(cfg.Consistency)
 	s.limits = resp.DefaultLimits()
 	s.limits.MaxBulkBytes = cfg.MaxBulkBytes
 	s.unauthLimit = resp.UnauthenticatedLimits()
 	empty := []*loop{}
 	s.loopLst.Store(&empty)
+	s.mon = newMonitor(s)
 	return s, nil
 }
 
@@ -110,6 +126,22 @@ func normalize(cfg *Config) error {
 	if cfg.MaxBulkBytes <= 0 {
 		cfg.MaxBulkBytes = 512 << 20
 	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 100 * time.Millisecond
+	}
+	if cfg.HealthTimeout <= 0 {
+		cfg.HealthTimeout = time.Second
+	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = time.Second
+	}
+	switch cfg.ReadBalance {
+	case "":
+		cfg.ReadBalance = "least-outstanding"
+	case "least-outstanding", "round-robin":
+	default:
+		return fmt.Errorf("%w: unknown read balance %q (want least-outstanding or round-robin)", ErrProxyBadConfig, cfg.ReadBalance)
+	}
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = 2 * time.Second
 	}
@@ -122,10 +154,8 @@ func normalize(cfg *Config) error {
 	if cfg.Consistency == "" {
 		cfg.Consistency = "causal"
 	}
-	switch cfg.Consistency {
-	case "strong", "linearizable", "causal", "bounded", "eventual":
-	default:
-		return fmt.Errorf("%w: unknown consistency %q (want strong, linearizable, causal, bounded or eventual)", ErrProxyBadConfig, cfg.Consistency)
+	if _, err := parseConsistency(cfg.Consistency); err != nil {
+		return err
 	}
 	if cfg.MaxLag <= 0 {
 		cfg.MaxLag = 100 * time.Millisecond
@@ -172,6 +202,12 @@ func (s *Server) Ready() <-chan struct{} { return s.ready }
 // for up to ShutdownTimeout, and closes everything.
 func (s *Server) Serve(ctx context.Context) error {
 	s.fetchUpstreamFacts(ctx)
+	monCtx, stopMon := context.WithCancel(context.Background())
+	s.mon.start(monCtx)
+	defer func() {
+		stopMon()
+		s.mon.wait()
+	}()
 	errc := make(chan error, 1)
 	go func() {
 		errc <- gnet.Run(s, "tcp://"+s.cfg.Listen,

@@ -21,8 +21,9 @@ type session struct {
 	out     []byte // replies ready for the client, written at the end of the callback
 	scratch []byte // local replies and re-encoded inline commands are built here
 
-	db     int
-	proto  int
+	db          int
+	proto       int
+	consistency consistency
 	name   []byte
 	authed bool
 
@@ -32,6 +33,9 @@ type session struct {
 	// another connection (see dispatch).
 	target            *backend
 	targetOutstanding int
+	// retryOutstanding counts reads re-sent elsewhere after a replica
+	// failed them; they are waited for like targetOutstanding.
+	retryOutstanding int
 
 	// pinned is the dedicated connection holding state that cannot be
 	// multiplexed; the flags say why it is held.
@@ -52,7 +56,7 @@ type session struct {
 }
 
 func newSession(l *loop, c gnet.Conn, id int64) *session {
-	s := &session{l: l, srv: l.srv, c: c, id: id, proto: 2, multiSelect: -1}
+	s := &session{l: l, srv: l.srv, c: c, id: id, proto: 2, multiSelect: -1, consistency: l.srv.consistency}
 	s.authed = !s.srv.authRequired
 	if s.authed {
 		s.parser = resp.NewRequestParser(s.srv.limits)
@@ -144,17 +148,70 @@ func (s *session) resume() {
 	_ = s.c.Wake(nil)
 }
 
-// complete takes the reply to request seq, which b answered.
-func (s *session) complete(b *backend, seq uint64, reply []byte) {
-	if b == s.target {
+// idle reports whether the session has no request in flight on any backend.
+func (s *session) idle() bool { return s.targetOutstanding == 0 && s.retryOutstanding == 0 }
+
+// account records that request p, sent on b, is no longer in flight there.
+func (s *session) account(b *backend, p *pending) {
+	if p.retried {
+		s.retryOutstanding--
+	} else if b == s.target {
 		s.targetOutstanding--
 	}
+}
+
+// complete takes the reply to request p, which b answered.
+func (s *session) complete(b *backend, p pending, reply []byte) {
+	s.account(b, &p)
+	s.deliver(b, p.seq, reply)
+}
+
+// maxReadAttempts bounds how many replicas one read is tried on before it
+// goes to the master.
+const maxReadAttempts = 2
+
+// retryRead re-sends a read that replica backend from failed (LOADING,
+// MASTERDOWN, BUSY, lost or hung connection) to another replica or, as a
+// last resort, the master. It keeps the read's sequence number, database and
+// protocol, so the client sees one ordinary reply.
+func (s *session) retryRead(from *backend, p pending, req []byte) bool {
+	if s.closed || len(req) == 0 {
+		return false
+	}
+	s.account(from, &p)
+	p.retried = true
+	p.attempt++
+	var pool *nodePool
+	if p.attempt < maxReadAttempts {
+		pool = s.l.pickReplica(from.proto, from.pool)
+	}
+	var b *backend
+	if pool != nil {
+		b, _ = s.l.sharedBackend(pool, from.proto)
+	}
+	var why string
+	if b == nil {
+		b, why = s.l.sharedBackend(s.l.master, from.proto)
+	}
+	if b == nil {
+		var buf [512]byte
+		s.deliver(from, p.seq, resp.AppendError(buf[:0], errBackendDown+why))
+		return true
+	}
+	s.retryOutstanding++
+	b.send(p, req, true)
+	return true
+}
+
+// deliver queues the reply of request seq and, when the session has nothing
+// left in flight, ends a finished pin and resumes a stalled session.
+func (s *session) deliver(b *backend, seq uint64, reply []byte) {
 	if s.closed {
 		return
 	}
 	s.out = s.replies.complete(s.out, seq, reply)
 	s.l.markSession(s)
-	if s.targetOutstanding == 0 {
+	if s.idle() {
 		if s.blockingCall && !s.inMulti {
 			s.blockingCall = false
 		}

@@ -1,0 +1,46 @@
+package router
+
+import "time"
+
+// NodeState is what the topology monitor last saw of one Redis node.
+// Values are copied into immutable Snapshots; never mutate one after publishing.
+type NodeState struct {
+	Addr      string // host:port the proxy connects to
+	Role      string // "master", "replica" or "" when unknown
+	Reachable bool
+	// Replica fields: the link to its master and what it has applied.
+	LinkUp  bool // master_link_status:up
+	Syncing bool // master_sync_in_progress:1
+	Loading bool // loading:1 or async_loading:1
+	// ReplID is the replication history the node is on: master_replid on the
+	// master, and on a replica the master_replid it follows.
+	ReplID string
+	// Offset is master_repl_offset on the master and slave_repl_offset
+	// (applied) on a replica; -1 when unknown.
+	Offset int64
+	// LagBytes is the master's offset minus the replica's, >= 0; -1 unknown.
+	LagBytes int64
+	// LagMs is how far behind the replica is in milliseconds, from the
+	// replication stream's offset→time map; -1 unknown.
+	LagMs int64
+	// Eligible says whether reads may go to this replica at all; Reason says
+	// why not ("" when eligible): "unreachable", "link down", "syncing",
+	// "loading", "other history", "offset unknown", "not a replica of our master".
+	Eligible bool
+	Reason   string
+	// Seen is when the monitor last heard from the node.
+	Seen time.Time
+	// RTT is a moving average of the monitor's round trips to the node: the
+	// tie-break between replicas with equal outstanding requests.
+	RTT time.Duration
+}
+
+// Snapshot is one consistent view of the deployment, published by the
+// topology monitor through an atomic.Pointer and read by every event loop.
+// Immutable once published: safe for concurrent use.
+type Snapshot struct {
+	Gen      uint64 // increases with every published snapshot
+	Taken    time.Time
+	Master   NodeState
+	Replicas []NodeState
+}
