@@ -128,7 +128,11 @@ func (b *backend) onClose(err error) {
 	if err != nil && b.owner == nil {
 		b.l.srv.log.Info("backend connection closed", "node", b.pool.addr, "err", err)
 	}
-	if b.pool.replica && b.pend.len() > 0 {
+	// Whatever closed it (a crash, a restart into a full resync, our read
+	// timeout), the replica must not be read from again until the monitor
+	// has looked at it since: a restarted replica serves an empty dataset
+	// before its link is even up.
+	if b.pool.replica {
 		b.l.demote(b.pool, "connection lost")
 	}
 	b.detach()
@@ -375,14 +379,27 @@ func handshake(conn net.Conn, user, pass string, proto int, timeout time.Duratio
 	default:
 		return nil
 	}
-	if err := conn.SetDeadline(time.Now().Add(timeout)); err != nil {
+	reply, err := roundTrip(conn, req, timeout)
+	if err != nil {
 		return err
+	}
+	if reply[0] == '-' {
+		return fmt.Errorf("%w: %s", errHandshake, reply[1:len(reply)-2])
+	}
+	return nil
+}
+
+// roundTrip sends req on a plain blocking connection and reads exactly one
+// reply, before the connection is handed to an event loop.
+func roundTrip(conn net.Conn, req []byte, timeout time.Duration) ([]byte, error) {
+	if err := conn.SetDeadline(time.Now().Add(timeout)); err != nil {
+		return nil, err
 	}
 	if _, err := conn.Write(req); err != nil {
-		return err
+		return nil, err
 	}
 	sc := resp.NewReplyScanner(resp.DefaultLimits())
-	buf := make([]byte, 0, 1024)
+	buf := make([]byte, 0, 4096)
 	for {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
@@ -390,18 +407,15 @@ func handshake(conn net.Conn, user, pass string, proto int, timeout time.Duratio
 		n, err := conn.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if m, serr := sc.Scan(buf); serr != nil {
-			return serr
+			return nil, serr
 		} else if m > 0 {
-			if buf[0] == '-' {
-				return fmt.Errorf("%w: %s", errHandshake, buf[1:m-2])
-			}
 			if m != len(buf) {
-				return fmt.Errorf("%w: unexpected extra bytes", errHandshake)
+				return nil, fmt.Errorf("%w: unexpected extra bytes", errHandshake)
 			}
-			return conn.SetDeadline(time.Time{})
+			return buf, conn.SetDeadline(time.Time{})
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 	}
 }

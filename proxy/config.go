@@ -34,6 +34,11 @@ type Config struct {
 	// proxy allows; per-command ACLs stay in Redis.
 	Users map[string]string
 
+	// AllowCommands lets through commands the proxy denies by default
+	// (router.Options.Allow): "monitor", "debug", "config|set"... Nil
+	// allows none of them.
+	AllowCommands []string
+
 	// Loops is the number of gnet event loops. 0 means one per CPU.
 	Loops int
 	// BackendConns is the number of shared connections per event loop to each

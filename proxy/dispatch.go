@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 
 	"github.com/replproxy/replproxy/resp"
+	"github.com/replproxy/replproxy/router"
 )
 
 // dispatch runs one request. It returns false when the request cannot run
@@ -17,10 +18,9 @@ import (
 // Redis connection.
 func (s *session) dispatch(cmd resp.Command, raw []byte) bool {
 	args := cmd.Args
-	info, low, n := lookupCommand(args[0])
-	name := low[:n]
+	info := s.srv.table.Load().Classify(args, s.srv.scripts)
 
-	if !s.authed && info.id != localAuth && info.id != localHello && info.id != localQuit {
+	if !s.authed && info.Local != router.LocalAuth && info.Local != router.LocalHello && info.Local != router.LocalQuit {
 		s.localError(errNoAuth)
 		return true
 	}
@@ -28,51 +28,68 @@ func (s *session) dispatch(cmd resp.Command, raw []byte) bool {
 		return s.dispatchSubscribed(cmd, raw, info)
 	}
 
-	switch info.kind {
-	case kindLocal:
-		return s.local(info.id, cmd)
-	case kindDenied:
-		s.localError("ERR replproxy: '" + string(name) + "' is not allowed through the proxy")
+	switch info.Class {
+	case router.ClassLocal:
+		return s.local(info.Local, cmd, raw)
+	case router.ClassRead:
+		if info.Local == router.LocalNone && info.Flags&router.FlagNoscript == 0 && s.isEval(args) {
+			s.srv.scripts.Add(args[1])
+		}
+		return s.sendRead(cmd, raw)
+	case router.ClassWrite:
+		if info.Local == router.LocalScriptLoad && len(args) == 3 {
+			s.srv.scripts.Add(args[2])
+		}
+		return s.send(cmd, raw, false, true)
+	case router.ClassDenied:
+		s.localError(router.DeniedMessage(info.Name))
 		return true
-	case kindSubscribe:
+	case router.ClassSubscribe:
 		return s.subscribe(cmd, raw)
-	}
-	if sub := deniedSubcommands[string(name)]; sub != nil && len(args) > 1 && isDenied(sub, args[1]) {
-		s.localError("ERR replproxy: '" + string(name) + " " + string(args[1]) + "' is not allowed through the proxy")
+	case router.ClassPinned:
+		// Connection state on the server: it needs a connection of its own,
+		// kept until RESET or disconnect.
+		if !s.send(cmd, raw, true, true) {
+			return false
+		}
+		s.tracking = true
+		return true
+	case router.ClassBlocking:
+		if !s.send(cmd, raw, true, true) {
+			return false
+		}
+		s.blockingCall = true
 		return true
 	}
 
-	pin := info.kind == kindBlocking || (info.id == localXRead && hasBlockOption(args))
-	switch info.id {
-	case localMulti, localWatch:
-		pin = true
-	case localExec, localDiscard, localUnwatch:
-		pin = s.pinned != nil
-	}
+	// ClassTxn: MULTI and WATCH state lives on one server connection.
+	pin := info.Local == router.LocalMulti || info.Local == router.LocalWatch || s.pinned != nil
 	if !s.send(cmd, raw, pin, true) {
 		return false
 	}
-	switch info.id {
-	case localMulti:
+	switch info.Local {
+	case router.LocalMulti:
 		s.inMulti = true
-	case localWatch:
+	case router.LocalWatch:
 		s.watching = true
-	case localUnwatch:
+	case router.LocalUnwatch:
 		s.watching = false
-	case localExec, localDiscard:
-		if info.id == localExec && s.multiSelect >= 0 && s.pinned != nil {
+	case router.LocalExec, router.LocalDiscard:
+		if info.Local == router.LocalExec && s.multiSelect >= 0 && s.pinned != nil {
 			// SELECT queued in the transaction took effect at EXEC; we no
 			// longer know the connection's db for sure, so re-SELECT next time.
 			s.db = s.multiSelect
 			s.pinned.db = -1
 		}
 		s.inMulti, s.watching, s.multiSelect = false, false, -1
-	default:
-		if info.kind == kindBlocking || info.id == localXRead && pin {
-			s.blockingCall = true
-		}
 	}
 	return true
+}
+
+// isEval reports an EVAL or EVAL_RO call: its body is cached when it is a
+// read-only script, so a later EVALSHA of it can go to a replica too.
+func (s *session) isEval(args [][]byte) bool {
+	return len(args) >= 3 && (resp.EqualFold(args[0], "eval") || resp.EqualFold(args[0], "eval_ro"))
 }
 
 // send forwards a request to the session's backend: its dedicated one when
@@ -148,29 +165,6 @@ func (s *session) replicaReadsAllowed() bool {
 	return s.consistency == consistencyEventual
 }
 
-func isDenied(sub map[string]bool, arg []byte) bool {
-	var low [maxCmdNameLen]byte
-	if len(arg) > maxCmdNameLen {
-		return false
-	}
-	n := lowerInto(low[:], arg)
-	return sub[string(low[:n])]
-}
-
-// hasBlockOption reports whether an XREAD/XREADGROUP call has BLOCK before
-// its STREAMS keyword, which makes it a blocking call.
-func hasBlockOption(args [][]byte) bool {
-	for _, a := range args[1:] {
-		if resp.EqualFold(a, "streams") {
-			return false
-		}
-		if resp.EqualFold(a, "block") {
-			return true
-		}
-	}
-	return false
-}
-
 // subscribe moves the session to a dedicated connection in subscribe mode.
 func (s *session) subscribe(cmd resp.Command, raw []byte) bool {
 	if !s.send(cmd, raw, true, false) {
@@ -188,17 +182,17 @@ func (s *session) subscribe(cmd resp.Command, raw []byte) bool {
 // proxy answers nothing itself but QUIT and RESET, which end the session's
 // use of the connection. In RESP3 pushes are out of band by definition and
 // ordinary replies keep their order through the reply queue.
-func (s *session) dispatchSubscribed(cmd resp.Command, raw []byte, info cmdInfo) bool {
-	switch info.id {
-	case localQuit:
-		return s.local(info.id, cmd)
-	case localReset:
+func (s *session) dispatchSubscribed(cmd resp.Command, raw []byte, info router.Info) bool {
+	switch info.Local {
+	case router.LocalQuit:
+		return s.local(info.Local, cmd, raw)
+	case router.LocalReset:
 		s.dropPinned()
-		return s.local(info.id, cmd)
-	case localAuth, localHello:
+		return s.local(info.Local, cmd, raw)
+	case router.LocalAuth, router.LocalHello:
 		s.localError(errSubscribedLocal)
 		return true
-	case localSelect:
+	case router.LocalSelect:
 		if len(cmd.Args) == 2 {
 			if db, ok := resp.ParseInt(cmd.Args[1]); ok && db >= 0 && db < int64(s.srv.databases) {
 				s.db = int(db)
@@ -206,7 +200,11 @@ func (s *session) dispatchSubscribed(cmd resp.Command, raw []byte, info cmdInfo)
 		}
 		s.pinned.db = -1
 	}
-	expect := s.proto == 3 && info.kind != kindSubscribe
+	if info.Class == router.ClassDenied {
+		s.localError(router.DeniedMessage(info.Name))
+		return true
+	}
+	expect := s.proto == 3 && info.Class != router.ClassSubscribe
 	return s.send(cmd, raw, true, expect)
 }
 
@@ -225,10 +223,10 @@ func (s *session) dropPinned() {
 }
 
 // local answers the commands that act on the client connection itself.
-func (s *session) local(id localID, cmd resp.Command) bool {
+func (s *session) local(id router.Local, cmd resp.Command, raw []byte) bool {
 	args := cmd.Args
 	switch id {
-	case localPing:
+	case router.LocalPing:
 		switch len(args) {
 		case 1:
 			s.localReply(pongReply)
@@ -238,29 +236,60 @@ func (s *session) local(id localID, cmd resp.Command) bool {
 		default:
 			s.localError("ERR wrong number of arguments for 'ping' command")
 		}
-	case localQuit:
+	case router.LocalQuit:
 		s.localOK()
 		s.closeWhenDone = true
-	case localAuth:
+	case router.LocalAuth:
 		s.auth(args)
-	case localHello:
+	case router.LocalHello:
 		return s.hello(args)
-	case localSelect:
+	case router.LocalSelect:
 		return s.selectDB(args)
-	case localClient:
-		return s.client(cmd)
-	case localReset:
+	case router.LocalClientID:
+		s.scratch = resp.AppendInt(s.scratch[:0], s.id)
+		s.localReply(s.scratch)
+	case router.LocalClientGetName:
+		if s.name == nil {
+			s.scratch = resp.AppendNull(s.scratch[:0], s.proto)
+		} else {
+			s.scratch = resp.AppendBulk(s.scratch[:0], s.name)
+		}
+		s.localReply(s.scratch)
+	case router.LocalClientSetName:
+		if len(args) != 3 {
+			s.localError("ERR wrong number of arguments for 'client|setname' command")
+		} else if !validClientName(args[2]) {
+			s.localError(errClientName)
+		} else {
+			s.setName(args[2])
+			s.localOK()
+		}
+	case router.LocalClientSetInfo:
+		// Library name and version label a connection; the proxy's backend
+		// connections are not the client's, so accept and keep nothing.
+		s.localOK()
+	case router.LocalWait:
+		// Until the proxy tracks replication offsets itself, WAIT runs on the
+		// shared master connection: it then waits for the replicas to reach
+		// that connection's latest write, which is at or past this client's.
+		return s.send(cmd, raw, false, true)
+	case router.LocalProxy:
+		return s.proxyCommand(args)
+	case router.LocalReset:
 		if !s.idle() {
 			s.stalled = true
 			return false
 		}
 		s.dropPinned()
 		s.db, s.proto, s.name = 0, 2, nil
+		s.consistency = s.srv.consistency
 		if s.srv.authRequired {
 			s.authed = false
 			s.parser.SetLimits(s.srv.unauthLimit)
 		}
 		s.localReply(resetReply)
+	default:
+		return s.send(cmd, raw, false, true)
 	}
 	return true
 }
@@ -425,49 +454,3 @@ func (s *session) setName(name []byte) {
 	s.name = append(s.name[:0], name...)
 }
 
-// client answers CLIENT ID/GETNAME/SETNAME itself, denies the subcommands
-// that act on other clients or on the reply stream, pins the tracking ones
-// and forwards the rest (LIST, INFO, HELP...) unchanged.
-func (s *session) client(cmd resp.Command) bool {
-	args := cmd.Args
-	if len(args) < 2 {
-		s.localError("ERR wrong number of arguments for 'client' command")
-		return true
-	}
-	sub := args[1]
-	switch {
-	case resp.EqualFold(sub, "id") && len(args) == 2:
-		s.scratch = resp.AppendInt(s.scratch[:0], s.id)
-		s.localReply(s.scratch)
-	case resp.EqualFold(sub, "getname") && len(args) == 2:
-		if s.name == nil {
-			s.scratch = resp.AppendNull(s.scratch[:0], s.proto)
-		} else {
-			s.scratch = resp.AppendBulk(s.scratch[:0], s.name)
-		}
-		s.localReply(s.scratch)
-	case resp.EqualFold(sub, "setname"):
-		if len(args) != 3 {
-			s.localError("ERR wrong number of arguments for 'client|setname' command")
-		} else if !validClientName(args[2]) {
-			s.localError(errClientName)
-		} else {
-			s.setName(args[2])
-			s.localOK()
-		}
-	case resp.EqualFold(sub, "kill"), resp.EqualFold(sub, "pause"), resp.EqualFold(sub, "unpause"),
-		resp.EqualFold(sub, "reply"), resp.EqualFold(sub, "unblock"):
-		s.localError("ERR replproxy: 'client " + string(sub) + "' is not allowed through the proxy")
-	case resp.EqualFold(sub, "tracking"), resp.EqualFold(sub, "caching"), resp.EqualFold(sub, "getredir"),
-		resp.EqualFold(sub, "trackinginfo"), resp.EqualFold(sub, "no-evict"), resp.EqualFold(sub, "no-touch"):
-		// Connection state on the server: it needs a connection of its own,
-		// kept until RESET or disconnect.
-		if !s.send(cmd, nil, true, true) {
-			return false
-		}
-		s.tracking = true
-	default:
-		return s.send(cmd, nil, false, true)
-	}
-	return true
-}

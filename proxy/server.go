@@ -57,7 +57,9 @@ type Server struct {
 	loops   map[gnet.EventLoop]*loop
 	loopLst atomic.Pointer[[]*loop] // copy-on-write list for the ticker
 
-	topo atomic.Pointer[router.Snapshot]
+	topo    atomic.Pointer[router.Snapshot]
+	table   atomic.Pointer[router.Table]
+	scripts *router.ScriptCache
 	mon  *monitor
 
 	clients  atomic.Int64
@@ -94,6 +96,8 @@ func New(cfg Config) (*Server, error) {
 	empty := []*loop{}
 	s.loopLst.Store(&empty)
 	s.mon = newMonitor(s)
+	s.scripts = router.NewScriptCache(router.DefaultScriptCacheSize)
+	s.table.Store(router.BuiltinTable(router.Options{Allow: cfg.AllowCommands}))
 	return s, nil
 }
 
@@ -292,6 +296,34 @@ func (s *Server) fetchUpstreamFacts(ctx context.Context) {
 			}
 		}
 	}
+	s.loadCommandTable(ctx)
+}
+
+// loadCommandTable replaces the built-in command table with the master's
+// own COMMAND reply, so modules and newer commands are classified by the
+// flags of the server that runs them.
+func (s *Server) loadCommandTable(ctx context.Context) {
+	conn, err := dialBackend(ctx, s.cfg.Master, s.cfg.UpstreamUser, s.cfg.UpstreamPassword, 2, s.cfg.ConnectTimeout)
+	if err != nil {
+		s.log.Warn("COMMAND unavailable; using the built-in Redis 7.0 table", "err", err)
+		return
+	}
+	defer conn.Close()
+	reply, err := roundTrip(conn, resp.AppendCommandStrings(nil, "COMMAND"), s.cfg.ConnectTimeout)
+	if err == nil && len(reply) > 0 && reply[0] == '-' {
+		err = fmt.Errorf("%s", reply[1:len(reply)-2])
+	}
+	var specs []router.CommandSpec
+	if err == nil {
+		specs, err = router.ParseCommandReply(reply)
+	}
+	if err != nil || len(specs) == 0 {
+		s.log.Warn("COMMAND unusable; using the built-in Redis 7.0 table", "err", err)
+		return
+	}
+	t := router.NewTable(specs, router.Options{Allow: s.cfg.AllowCommands})
+	s.table.Store(t)
+	s.log.Debug("command table loaded from the master", "commands", t.Len())
 }
 
 // infoField returns one "field:value" line of an INFO reply.

@@ -102,9 +102,9 @@ func (m *monitor) poll(ctx context.Context, addr string, isMaster bool) {
 		}
 		fields := parseInfo(info)
 		if isMaster {
-			m.updateMaster(fields, err)
+			m.updateMaster(fields, start, err)
 		} else {
-			m.updateReplica(addr, fields, rtt, err)
+			m.updateReplica(addr, fields, start, rtt, err)
 		}
 		select {
 		case <-ctx.Done():
@@ -132,11 +132,13 @@ func atoi64(s string, def int64) int64 {
 	return def
 }
 
-func (m *monitor) updateMaster(f map[string]string, err error) {
+// Seen is set to when the poll started, not when it ended: a replica demoted
+// by a loop at time T is trusted again only on what it said after T.
+func (m *monitor) updateMaster(f map[string]string, start time.Time, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	st := &m.master
-	st.Seen = time.Now()
+	st.Seen = start
 	if err != nil {
 		st.Reachable, st.Reason = false, "unreachable"
 		m.publishLocked()
@@ -210,14 +212,14 @@ func roleName(r string) string {
 	return ""
 }
 
-func (m *monitor) updateReplica(addr string, f map[string]string, rtt time.Duration, err error) {
+func (m *monitor) updateReplica(addr string, f map[string]string, start time.Time, rtt time.Duration, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	st := m.replicas[addr]
 	if st == nil {
 		return
 	}
-	st.Seen = time.Now()
+	st.Seen = start
 	if err != nil {
 		*st = router.NodeState{Addr: addr, Offset: -1, LagBytes: -1, LagMs: -1, Reason: "unreachable", Seen: st.Seen}
 		m.publishLocked()
