@@ -453,4 +453,3 @@ func (s *session) setName(name []byte) {
 	}
 	s.name = append(s.name[:0], name...)
 }
-

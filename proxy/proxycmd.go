@@ -147,4 +147,3 @@ func kvBool(b []byte, k string, v bool, proto int) []byte {
 	}
 	return resp.AppendInt(b, n)
 }
-

@@ -60,7 +60,7 @@ type Server struct {
 	topo    atomic.Pointer[router.Snapshot]
 	table   atomic.Pointer[router.Table]
 	scripts *router.ScriptCache
-	mon  *monitor
+	mon     *monitor
 
 	clients  atomic.Int64
 	nextID   atomic.Int64

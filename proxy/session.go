@@ -24,8 +24,8 @@ type session struct {
 	db          int
 	proto       int
 	consistency consistency
-	name   []byte
-	authed bool
+	name        []byte
+	authed      bool
 
 	// target is the backend this session's outstanding requests went to.
 	// Requests are only ever outstanding on one backend at a time, so that a
