@@ -1,0 +1,43 @@
+# replproxy: see README.md "Make targets".
+
+GO         ?= go
+# git describe fails on a tree without commits or without git; "dev" then.
+VERSION    ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS    := -X main.version=$(VERSION)
+FUZZTIME   ?= 20s
+ROUNDS     ?= 3
+BENCHFLAGS ?= -rounds $(ROUNDS)
+RUNFLAGS   ?=
+
+.PHONY: build run test bench fuzz lint fmt-check vet clean deps
+
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/replproxy ./cmd/replproxy
+
+# Builds itself: run-local.sh calls `make build`.
+run:
+	deploy/run-local.sh $(RUNFLAGS)
+
+test: deps lint
+	$(GO) test -race -count=1 -timeout 14m ./...
+
+bench: build
+	$(GO) run ./internal/benchrun $(BENCHFLAGS)
+
+fuzz:
+	FUZZTIME=$(FUZZTIME) deploy/fuzz-all.sh
+
+lint: fmt-check vet
+
+fmt-check:
+	@out="$$(gofmt -l .)"; \
+	if [ -n "$$out" ]; then echo "gofmt: these files need gofmt -w:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin/ coverage.out coverage.html *.coverprofile
+
+deps:
+	deploy/ensure-redis.sh

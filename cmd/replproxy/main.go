@@ -1,0 +1,102 @@
+// Command replproxy is a replication-aware Redis proxy: clients talk to it
+// as to one Redis; it sends writes to the master and reads to replicas that
+// satisfy the configured consistency. See README.md for flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/replproxy/replproxy/proxy"
+)
+
+// version is set at build time: -ldflags "-X main.version=$(git describe)".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run returns the process exit code: 0 after a clean shutdown, 2 for a usage
+// or configuration error, 1 when the proxy fails.
+func run(args []string, stdout, stderr io.Writer) int {
+	cfg, opts, err := buildConfig(args, os.ReadFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "replproxy: %v\nRun 'replproxy --help' for usage.\n", err)
+		return 2
+	}
+	if opts.showHelp {
+		printUsage(stdout)
+		return 0
+	}
+	if opts.showVersion {
+		fmt.Fprintf(stdout, "replproxy %s\n", version)
+		return 0
+	}
+
+	hopts := &slog.HandlerOptions{Level: opts.logLevel}
+	var handler slog.Handler = slog.NewTextHandler(stderr, hopts)
+	if opts.logFormat == "json" {
+		handler = slog.NewJSONHandler(stderr, hopts)
+	}
+	logger := slog.New(handler)
+	slog.SetDefault(logger)
+	cfg.Logger = logger
+
+	logger.Info("starting replproxy", "version", version, "master", cfg.Master,
+		"replicas", cfg.Replicas, "consistency", cfg.Consistency)
+
+	srv, err := proxy.New(cfg)
+	if err != nil {
+		// The proxy's own checks, including features whose flags are
+		// accepted before the feature lands: still the user's to fix.
+		if errors.Is(err, proxy.ErrProxyBadConfig) || errors.Is(err, proxy.ErrProxyNoMaster) ||
+			errors.Is(err, proxy.ErrProxyNotSupported) {
+			fmt.Fprintf(stderr, "replproxy: %v\n", err)
+			return 2
+		}
+		logger.Error("cannot start", "err", err)
+		return 1
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// Once the first signal has started a graceful shutdown, restore the
+	// default handling so that a second Ctrl-C kills a shutdown that hangs.
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+
+	// TODO(metrics issue): start the /metrics, /healthz, /readyz server on
+	// opts.metricsListen here (skip when it is ""), and shut it down after
+	// Serve returns so /readyz reports not-ready during the drain.
+	_ = opts.metricsListen
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx) }()
+
+	select {
+	case <-srv.Ready():
+		logger.Info("ready", "addr", srv.Addr(), "version", version)
+	case err := <-served:
+		return exitServe(logger, err)
+	}
+	err = <-served
+	return exitServe(logger, err)
+}
+
+func exitServe(logger *slog.Logger, err error) int {
+	if err != nil {
+		logger.Error("proxy stopped", "err", err)
+		return 1
+	}
+	logger.Info("shut down cleanly")
+	return 0
+}

@@ -1,0 +1,300 @@
+// Command benchrun is `make bench`: DESIGN.md "Performance targets" measured
+// on this machine. It starts a master and two replicas (internal/redistest)
+// and bin/replproxy, runs redis-benchmark against the master directly and
+// through the proxy in alternation, and prints throughput ratios, latency
+// and the proxy's CPU time per request, then the resp package's Go
+// benchmarks. It only reports: nothing here passes or fails on timing.
+//
+//	go run ./internal/benchrun [-rounds 3] [-n N] [-run REGEXP] [-resp=false]
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/replproxy/replproxy/internal/redistest"
+)
+
+// row is a scenario's results, one entry per round.
+type row struct {
+	sc            scenario
+	requests      int
+	direct, proxy []benchResult
+	proxyFailures int
+}
+
+func main() {
+	rounds := flag.Int("rounds", envInt("ROUNDS", 3), "rounds per scenario, each one direct run then one proxy run (env ROUNDS)")
+	n := flag.Int("n", envInt("BENCH_N", 0), "requests per unpipelined run, 8× that for pipelined runs; 0 = per-row defaults of about 2 s each (env BENCH_N)")
+	runRe := flag.String("run", "", "run only the scenarios whose name matches this regexp (e.g. 'p16', 'set-p1-3B')")
+	binFlag := flag.String("bin", "", "replproxy binary (default: bin/replproxy at the module root; make bench builds it)")
+	respBench := flag.Bool("resp", true, "also run go test -bench on ./resp/")
+	flag.Parse()
+	if *rounds < 1 {
+		fmt.Fprintln(os.Stderr, "benchrun: -rounds must be at least 1")
+		os.Exit(2)
+	}
+	filter, err := regexp.Compile(*runRe)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "benchrun: -run: %v\n", err)
+		os.Exit(2)
+	}
+
+	start := time.Now()
+	h := newHarness()
+	root := moduleRoot(h)
+	bin := *binFlag
+	if bin == "" {
+		bin = filepath.Join(root, "bin", "replproxy")
+	}
+	if _, err := os.Stat(bin); err != nil {
+		h.Fatalf("%v: build the proxy first with `make build` (`make bench` does)", err)
+	}
+	if _, err := exec.LookPath("redis-benchmark"); err != nil {
+		h.Fatalf("redis-benchmark not found: run `make deps`")
+	}
+
+	var todo []scenario
+	for _, sc := range scenarios() {
+		if filter.MatchString(sc.name) {
+			todo = append(todo, sc)
+		}
+	}
+	if len(todo) == 0 {
+		h.Fatalf("-run %q matches no scenario", *runRe)
+	}
+
+	redisWrap, clientWrap, layout := pinning()
+	printHeader(bin, layout, *rounds)
+
+	topo := redistest.Start(h, redistest.Options{Replicas: 2, Wrapper: redisWrap})
+	master := topo.Master.Addr()
+	ticksPerSec := clockTicksPerSecond()
+
+	var rows []*row
+	var proxy *proxyProc
+	populated := -1 // value size the whole keyspace holds, -1 if unknown
+	for _, sc := range todo {
+		var extra []string
+		if sc.proxyArgs != nil {
+			extra = sc.proxyArgs(topo)
+		}
+		if proxy == nil || !proxy.running() || proxy.argsKey != strings.Join(extra, "\x00") {
+			if proxy != nil {
+				proxy.stop()
+			}
+			proxy = startProxy(h, bin, clientWrap, master, extra)
+		}
+		if sc.readsExisting && populated != sc.valueBytes {
+			if _, err := redisBenchmark(clientWrap, master, populateArgv(sc.valueBytes)); err != nil {
+				h.Fatalf("filling the keyspace: %v", err)
+			}
+			populated = sc.valueBytes
+		}
+		if !sc.readsExisting && sc.valueBytes != populated {
+			populated = -1 // partly overwritten with other sizes
+		}
+
+		r := &row{sc: sc, requests: sc.requestsFor(*n)}
+		rows = append(rows, r)
+		args := sc.benchArgv(r.requests)
+		for round := 1; round <= *rounds; round++ {
+			d, err := redisBenchmark(clientWrap, master, args)
+			if err != nil {
+				h.Fatalf("direct run against the master: %v", err)
+			}
+			r.direct = append(r.direct, d)
+
+			if !proxy.running() {
+				proxy = startProxy(h, bin, clientWrap, master, extra)
+			}
+			before, errBefore := proxy.cpuTicks()
+			p, err := redisBenchmark(clientWrap, proxy.addr, args)
+			after, errAfter := proxy.cpuTicks()
+			if err != nil {
+				r.proxyFailures++
+				fmt.Printf("%-16s round %d/%d: PROXY RUN FAILED: %v\nproxy log:\n%s\n", sc.name, round, *rounds, err, tail(proxy.logPath))
+				continue
+			}
+			p.cpuUsPerReq = math.NaN()
+			if errBefore == nil && errAfter == nil {
+				p.cpuUsPerReq = float64(after-before) * 1e6 / float64(ticksPerSec) / float64(r.requests)
+			}
+			r.proxy = append(r.proxy, p)
+			fmt.Printf("%-16s round %d/%d: direct %9.0f rps, proxy %9.0f rps (%.2f), proxy CPU %s µs/req\n",
+				sc.name, round, *rounds, d.rps, p.rps, p.rps/d.rps, fmtFloat(p.cpuUsPerReq, 2))
+		}
+	}
+	proxy.stop()
+
+	fmt.Println()
+	printTable(rows)
+	fmt.Printf("\nbenchmark runs took %v\n", time.Since(start).Round(time.Second))
+
+	// The servers are stopped first so the Go benchmarks get the machine.
+	h.runCleanups()
+	if *respBench {
+		runRespBench(root)
+	}
+	failed := 0
+	for _, r := range rows {
+		failed += r.proxyFailures
+	}
+	if failed > 0 {
+		fmt.Printf("\n%d proxy run(s) failed; see above\n", failed)
+		os.Exit(1)
+	}
+}
+
+// pinning returns the CPU layout of DESIGN.md: Redis on CPU 0, the proxy
+// and redis-benchmark on CPU 1, so that the proxy's cost shows up as lost
+// client throughput instead of hiding in an idle core.
+func pinning() (redisWrap, clientWrap []string, layout string) {
+	taskset, err := exec.LookPath("taskset")
+	switch {
+	case err != nil:
+		return nil, nil, "not pinned (note: taskset not found; install util-linux for the DESIGN.md layout)"
+	case runtime.NumCPU() < 2:
+		return nil, nil, fmt.Sprintf("not pinned (note: %d CPU; the DESIGN.md layout needs 2)", runtime.NumCPU())
+	case exec.Command(taskset, "-c", "0,1", "true").Run() != nil:
+		return nil, nil, "not pinned (note: CPUs 0 and 1 are not both usable here)"
+	}
+	return []string{taskset, "-c", "0"}, []string{taskset, "-c", "1"},
+		"Redis on CPU 0; proxy and redis-benchmark on CPU 1 (taskset)"
+}
+
+func printHeader(bin, layout string, rounds int) {
+	version := "unknown"
+	if out, err := exec.Command(bin, "--version").Output(); err == nil {
+		version = strings.TrimSpace(string(out))
+	}
+	redis := "unknown"
+	if out, err := exec.Command("redis-server", "--version").Output(); err == nil {
+		redis = strings.TrimSpace(string(out))
+	}
+	fmt.Printf("benchrun %s\n", time.Now().Format(time.RFC3339))
+	fmt.Printf("  proxy:  %s (%s)\n", bin, version)
+	fmt.Printf("  redis:  %s; a master and 2 replicas\n", redis)
+	fmt.Printf("  CPUs:   %d; %s\n", runtime.NumCPU(), layout)
+	fmt.Printf("  load:   redis-benchmark %s; rounds: %d, each a direct run then a proxy run\n\n", strings.Join(benchLoad, " "), rounds)
+}
+
+func printTable(rows []*row) {
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "test\tP\tvalue\t-n\tdirect rps\tproxy rps\tproxy/direct\tper-round range\ttarget\tp50 ms direct/proxy\tp99 ms direct/proxy\tproxy CPU µs/req\ttarget\t")
+	for _, r := range rows {
+		direct := collect(r.direct, func(b benchResult) float64 { return b.rps })
+		proxied := collect(r.proxy, func(b benchResult) float64 { return b.rps })
+		dRPS, pRPS := median(direct), median(proxied)
+		ratio := math.NaN()
+		if len(proxied) > 0 && dRPS > 0 {
+			ratio = pRPS / dRPS
+		}
+		// Direct and proxy runs of one round are neighbours in time, so their
+		// ratio shows how much the machine's noise moves the result.
+		lo, hi := math.Inf(1), math.Inf(-1)
+		for i := range min(len(r.direct), len(r.proxy)) {
+			x := r.proxy[i].rps / r.direct[i].rps
+			lo, hi = min(lo, x), max(hi, x)
+		}
+		spread := "-"
+		if hi >= lo {
+			spread = fmt.Sprintf("%.2f–%.2f", lo, hi)
+		}
+		cpu := median(collect(r.proxy, func(b benchResult) float64 { return b.cpuUsPerReq }))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s / %s\t%s / %s\t%s\t%s\t\n",
+			strings.ToUpper(r.sc.test), r.sc.pipeline, sizeName(r.sc.valueBytes), r.requests,
+			dRPS, fmtFloat(pRPS, 0), fmtFloat(ratio, 2), spread,
+			target("≥", r.sc.minRatio, ratio, ratio >= r.sc.minRatio),
+			fmtFloat(median(collect(r.direct, func(b benchResult) float64 { return b.p50Ms })), 3),
+			fmtFloat(median(collect(r.proxy, func(b benchResult) float64 { return b.p50Ms })), 3),
+			fmtFloat(median(collect(r.direct, func(b benchResult) float64 { return b.p99Ms })), 3),
+			fmtFloat(median(collect(r.proxy, func(b benchResult) float64 { return b.p99Ms })), 3),
+			fmtFloat(cpu, 2),
+			target("≤", r.sc.maxCPUPerReqU, cpu, cpu <= r.sc.maxCPUPerReqU))
+	}
+	tw.Flush()
+	fmt.Println("ratios are of the median rps over the rounds; targets from DESIGN.md \"Performance targets\".")
+}
+
+// target shows a DESIGN.md target and whether this run met it. It is
+// information for the reader, not a verdict: one noisy run decides nothing.
+func target(op string, want, got float64, met bool) string {
+	switch {
+	case want == 0:
+		return "-"
+	case math.IsNaN(got):
+		return op + strconv.FormatFloat(want, 'f', -1, 64)
+	case met:
+		return op + strconv.FormatFloat(want, 'f', -1, 64) + " met"
+	default:
+		return op + strconv.FormatFloat(want, 'f', -1, 64) + " missed"
+	}
+}
+
+func collect(rs []benchResult, f func(benchResult) float64) []float64 {
+	var out []float64
+	for _, r := range rs {
+		if v := f(r); !math.IsNaN(v) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func fmtFloat(v float64, prec int) string {
+	if math.IsNaN(v) {
+		return "n/a"
+	}
+	return strconv.FormatFloat(v, 'f', prec, 64)
+}
+
+func runRespBench(root string) {
+	fmt.Println("\n== go test -run '^$' -bench . -benchmem ./resp/")
+	cmd := exec.Command("go", "test", "-run", "^$", "-bench", ".", "-benchmem", "./resp/")
+	cmd.Dir = root
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Printf("note: the resp benchmarks did not run cleanly (%v); the package may not be written yet or may not build\n", err)
+	}
+}
+
+// moduleRoot finds go.mod upwards from the working directory, so benchrun
+// works from any directory of the repo.
+func moduleRoot(h *harness) string {
+	dir, err := os.Getwd()
+	if err != nil {
+		h.Fatalf("%v", err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			h.Fatalf("%v", err)
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			h.Fatalf("no go.mod above the working directory: run benchrun from the replproxy repository")
+		}
+		dir = parent
+	}
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
+}
