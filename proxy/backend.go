@@ -330,6 +330,9 @@ func (b *backend) onReply(frame []byte) {
 		return
 	}
 	b.l.inflight.Add(-1)
+	if b.pool.replica && frame[0] == '-' && bytes.HasPrefix(frame, []byte("-NOSCRIPT")) && b.reloadScript(p, req) {
+		return
+	}
 	if b.pool.replica && frame[0] == '-' && retryableError(frame) {
 		b.l.demote(b.pool, string(frame[1:len(frame)-2]))
 		if p.sess.retryRead(b, p, req) {
@@ -337,6 +340,32 @@ func (b *backend) onReply(frame []byte) {
 		}
 	}
 	p.sess.complete(b, p, frame)
+}
+
+// reloadScript handles NOSCRIPT from a replica for an EVALSHA the proxy
+// knows the body of: scripts loaded with SCRIPT LOAD through the proxy exist
+// on the master only, so the body is loaded on this replica and the call is
+// sent again, once.
+func (b *backend) reloadScript(p pending, req []byte) bool {
+	if p.attempt >= maxReadAttempts || len(req) == 0 || p.sess.closed {
+		return false
+	}
+	parser := resp.NewRequestParser(resp.DefaultLimits())
+	cmd, n, err := parser.Parse(req)
+	if err != nil || n == 0 || len(cmd.Args) < 2 ||
+		!(resp.EqualFold(cmd.Args[0], "evalsha") || resp.EqualFold(cmd.Args[0], "evalsha_ro")) {
+		return false
+	}
+	body, _, ok := b.l.srv.scripts.Lookup(cmd.Args[1])
+	if !ok {
+		return false
+	}
+	req = append([]byte(nil), req...) // req aliases the log send appends to
+	b.out = resp.AppendCommand(b.out, []byte("SCRIPT"), []byte("LOAD"), body)
+	b.pend.push(pending{kind: pendSwallow, reqEnd: b.reqEnd()})
+	p.attempt++
+	b.send(p, req, true)
+	return true
 }
 
 // retryableError reports replica errors that say "not now, not here": the
