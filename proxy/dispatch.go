@@ -47,6 +47,12 @@ func (s *session) dispatch(cmd resp.Command, raw []byte) bool {
 	case router.ClassSubscribe:
 		return s.subscribe(cmd, raw)
 	case router.ClassPinned:
+		if info.Name == "client|reply" {
+			// OFF and SKIP drop replies, and the proxy matches replies to
+			// requests by count: it cannot be allowed, whatever the config.
+			s.localError(router.DeniedMessage(info.Name))
+			return true
+		}
 		// Connection state on the server: it needs a connection of its own,
 		// kept until RESET or disconnect.
 		if !s.send(cmd, raw, true, true) {

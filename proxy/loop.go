@@ -25,6 +25,7 @@ type loop struct {
 
 	dirtySessions []*session
 	dirtyBackends []*backend
+	flushing      bool
 
 	// inflight counts requests forwarded and not yet answered, for shutdown.
 	inflight atomic.Int64
@@ -245,21 +246,32 @@ func (l *loop) markBackend(b *backend) {
 }
 
 // flush writes everything the current callback produced: requests first, so
-// the backends start working while replies go out.
+// the backends start working while replies go out. A write can fail and
+// close a connection synchronously, whose OnClose flushes again: the nested
+// call is a no-op and what it would have written is picked up here, since
+// the lists are re-read on every iteration.
 func (l *loop) flush() {
-	for i := 0; i < len(l.dirtyBackends); i++ {
-		b := l.dirtyBackends[i]
-		b.dirty = false
-		b.flush()
-		l.dirtyBackends[i] = nil
+	if l.flushing {
+		return
 	}
-	l.dirtyBackends = l.dirtyBackends[:0]
-	for i, s := range l.dirtySessions {
-		s.dirty = false
-		s.flush()
-		l.dirtySessions[i] = nil
+	l.flushing = true
+	for len(l.dirtyBackends) > 0 || len(l.dirtySessions) > 0 {
+		for i := 0; i < len(l.dirtyBackends); i++ {
+			b := l.dirtyBackends[i]
+			l.dirtyBackends[i] = nil
+			b.dirty = false
+			b.flush()
+		}
+		l.dirtyBackends = l.dirtyBackends[:0]
+		for i := 0; i < len(l.dirtySessions); i++ {
+			s := l.dirtySessions[i]
+			l.dirtySessions[i] = nil
+			s.dirty = false
+			s.flush()
+		}
+		l.dirtySessions = l.dirtySessions[:0]
 	}
-	l.dirtySessions = l.dirtySessions[:0]
+	l.flushing = false
 }
 
 // sweep enforces idle timeouts and replica read timeouts, and during

@@ -435,3 +435,86 @@ func shebangCases() []string {
 		"#!lua flags=no-writes\x00",
 	}
 }
+
+// A read-only replica is an oracle of its own: it refuses every command it
+// considers a write with -READONLY before looking at the arguments. Every
+// command the live table calls a read must get past that check; and, to
+// show the check is seen, every write-flagged command must not.
+func TestLiveReadsPassReadOnlyReplica(t *testing.T) {
+	topo := redistest.Start(t, redistest.Options{Replicas: 1})
+	m := dialRaw(t, topo.Master.Addr())
+	specs, err := ParseCommandReply(m.do("COMMAND"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab := NewTable(specs, Options{})
+	r := dialRaw(t, topo.Replicas[0].Addr())
+	reads, writes := 0, 0
+	try := func(s CommandSpec, words []string) {
+		t.Helper()
+		n := s.Arity
+		if n < 0 {
+			n = -n
+		}
+		for len(words) < n {
+			words = append(words, "x")
+		}
+		info := tab.Classify(args(words...), nil)
+		isWrite := ParseFlags(s.Flags).Has(FlagWrite)
+		if info.Class != ClassRead && !isWrite {
+			return
+		}
+		reply := string(r.do(words...))
+		refused := strings.HasPrefix(reply, "-READONLY")
+		switch {
+		case info.Class == ClassRead && refused:
+			t.Errorf("%q is ClassRead but the replica refuses it: %q", words, reply)
+		case isWrite && !refused:
+			t.Errorf("%q is flagged write but the replica does not refuse it: %q", words, reply)
+		}
+		if info.Class == ClassRead {
+			reads++
+		} else {
+			writes++
+		}
+	}
+	for _, s := range specs {
+		if len(s.Subcommands) == 0 {
+			try(s, []string{s.Name})
+		}
+		for _, sub := range s.Subcommands {
+			_, name, _ := strings.Cut(sub.Name, "|")
+			try(sub, []string{s.Name, name})
+		}
+	}
+	t.Logf("%d reads passed the replica, %d writes were refused", reads, writes)
+}
+
+// The fact ScriptCache exists for: redis 7 replicates scripts by their
+// effects only, so a script loaded on the master is unknown to its
+// replicas, and EVALSHA of it sent to a replica gets NOSCRIPT unless the
+// proxy sends the body.
+func TestLiveScriptLoadNotReplicated(t *testing.T) {
+	topo := redistest.Start(t, redistest.Options{Replicas: 1})
+	ctx := context.Background()
+	sha, err := topo.Master.Client().ScriptLoad(ctx, roScript).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := NewScriptCache(1).Add([]byte(roScript)); sha != want {
+		t.Fatalf("SCRIPT LOAD returned %s, ScriptCache.Add %s", sha, want)
+	}
+	topo.Master.Client().Set(ctx, "k", "v", 0)
+	topo.WaitSynced(t, 10*time.Second)
+	replica := topo.Replicas[0].Client()
+	if exists, err := replica.ScriptExists(ctx, sha).Result(); err != nil || exists[0] {
+		t.Fatalf("replica SCRIPT EXISTS = %v, %v: SCRIPT LOAD was replicated", exists, err)
+	}
+	if err := replica.EvalSha(ctx, sha, []string{"k"}).Err(); err == nil || !strings.HasPrefix(err.Error(), "NOSCRIPT") {
+		t.Fatalf("replica EVALSHA: %v, want NOSCRIPT", err)
+	}
+	// The no-writes body itself runs on the read-only replica.
+	if got, err := replica.Eval(ctx, roScript, []string{"k"}).Result(); err != nil || got != "v" {
+		t.Fatalf("replica EVAL of the read-only script = %v, %v", got, err)
+	}
+}

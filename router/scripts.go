@@ -12,6 +12,12 @@ import (
 // when NewScriptCache is given max <= 0.
 const DefaultScriptCacheSize = 10000
 
+// DefaultScriptCacheBytes bounds the bytes of the bodies a ScriptCache keeps
+// when NewScriptCacheLimits is given maxBytes <= 0 (and always for
+// NewScriptCache): bodies come from clients, and 10,000 of them could be
+// arbitrarily large. A body over 1/16 of the budget is not kept at all.
+const DefaultScriptCacheBytes = 64 << 20
+
 // scriptShards is the number of independently copied maps. Adding a script
 // copies one shard (about max/scriptShards entries) instead of the whole
 // cache; 64 keeps that copy around 150 entries at the default size.
@@ -32,15 +38,19 @@ const scriptShards = 64
 // sharded RWMutex would also work, but readers would still write the shared
 // lock word, and cache-line traffic across loops is what we avoid.
 //
-// The cache holds at most max scripts; adding one more evicts the oldest
-// added (FIFO, not LRU: tracking use would make Lookup write).
+// The cache holds at most max scripts and maxBytes of bodies; adding one
+// more evicts the oldest added (FIFO, not LRU: tracking use would make
+// Lookup write). A script that is not (or no longer) cached is merely one
+// whose EVALSHA stays on the master.
 type ScriptCache struct {
 	shards [scriptShards]atomic.Pointer[map[string]scriptEntry]
 
-	mu    sync.Mutex // serialises Add; Lookup does not take it
-	max   int
-	order []string // ring of SHAs in insertion order, len <= max
-	head  int      // index of the oldest SHA in order once it is full
+	mu       sync.Mutex // serialises Add; Lookup does not take it
+	max      int
+	maxBytes int64
+	bytes    int64    // sum of the kept bodies' lengths
+	order    []string // SHAs in insertion order from order[head] on
+	head     int
 }
 
 type scriptEntry struct {
@@ -50,12 +60,22 @@ type scriptEntry struct {
 }
 
 // NewScriptCache returns an empty cache holding at most max scripts
-// (DefaultScriptCacheSize when max <= 0).
+// (DefaultScriptCacheSize when max <= 0) and DefaultScriptCacheBytes of
+// bodies.
 func NewScriptCache(max int) *ScriptCache {
+	return NewScriptCacheLimits(max, 0)
+}
+
+// NewScriptCacheLimits is NewScriptCache with a byte budget for the bodies
+// (DefaultScriptCacheBytes when maxBytes <= 0).
+func NewScriptCacheLimits(max int, maxBytes int64) *ScriptCache {
 	if max <= 0 {
 		max = DefaultScriptCacheSize
 	}
-	c := &ScriptCache{max: max}
+	if maxBytes <= 0 {
+		maxBytes = DefaultScriptCacheBytes
+	}
+	c := &ScriptCache{max: max, maxBytes: maxBytes}
 	for i := range c.shards {
 		m := map[string]scriptEntry{}
 		c.shards[i].Store(&m)
@@ -65,7 +85,8 @@ func NewScriptCache(max int) *ScriptCache {
 
 // Add records body (which it copies) and returns its SHA1 as Redis computes
 // it: 40 lowercase hex digits of the whole body, shebang line included.
-// Adding a known body allocates nothing and changes nothing.
+// Adding a known body allocates nothing and changes nothing. A body larger
+// than 1/16 of the byte budget is not recorded.
 func (c *ScriptCache) Add(body []byte) (sha string) {
 	sum := sha1.Sum(body)
 	var key [40]byte
@@ -73,6 +94,10 @@ func (c *ScriptCache) Add(body []byte) (sha string) {
 	shard := &c.shards[shardOf(key[:])]
 	if e, ok := (*shard.Load())[string(key[:])]; ok {
 		return e.sha
+	}
+
+	if int64(len(body)) > c.maxBytes/16 {
+		return string(key[:])
 	}
 
 	c.mu.Lock()
@@ -84,14 +109,17 @@ func (c *ScriptCache) Add(body []byte) (sha string) {
 	if e.body == nil {
 		e.body = []byte{}
 	}
-	if len(c.order) < c.max {
-		c.order = append(c.order, e.sha)
-	} else {
-		old := c.order[c.head]
-		c.order[c.head] = e.sha
-		c.head = (c.head + 1) % c.max
-		c.remove(old)
+	for len(c.order)-c.head >= c.max || c.bytes+int64(len(body)) > c.maxBytes {
+		c.remove(c.order[c.head])
+		c.order[c.head] = ""
+		c.head++
 	}
+	if c.head > len(c.order)/2 {
+		c.order = append(c.order[:0], c.order[c.head:]...)
+		c.head = 0
+	}
+	c.order = append(c.order, e.sha)
+	c.bytes += int64(len(e.body))
 	c.insert(shard, e)
 	return e.sha
 }
@@ -114,6 +142,8 @@ func (c *ScriptCache) remove(sha string) {
 	for k, v := range old {
 		if k != sha {
 			m[k] = v
+		} else {
+			c.bytes -= int64(len(v.body))
 		}
 	}
 	shard.Store(&m)

@@ -301,3 +301,28 @@ func TestScriptCacheLookupAllocs(t *testing.T) {
 		t.Fatalf("Add of a known script allocates %v times", n)
 	}
 }
+
+func TestScriptCacheByteBudget(t *testing.T) {
+	c := NewScriptCacheLimits(1000, 16*1024)
+	big := make([]byte, 16*1024/16+1)
+	if sha := c.Add(big); len(sha) != 40 || c.Len() != 0 {
+		t.Fatalf("a body over 1/16 of the budget was kept (sha %q, Len %d)", sha, c.Len())
+	}
+	var shas []string
+	for i := 0; i < 100; i++ {
+		body := make([]byte, 1000)
+		copy(body, fmt.Sprintf("return %d --", i))
+		shas = append(shas, c.Add(body))
+		if c.bytes > 16*1024 {
+			t.Fatalf("after %d adds %d bytes kept", i+1, c.bytes)
+		}
+	}
+	if c.Len() != 16 {
+		t.Fatalf("Len() = %d, want 16 bodies of 1000 bytes in 16 KiB", c.Len())
+	}
+	for i, sha := range shas {
+		if _, _, ok := c.Lookup([]byte(sha)); ok != (i >= len(shas)-16) {
+			t.Fatalf("script %d: present=%v", i, ok)
+		}
+	}
+}

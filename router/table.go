@@ -8,8 +8,8 @@ import (
 	"github.com/replproxy/replproxy/resp"
 )
 
-// Options adjusts a Table. The zero value denies every command in the
-// denied list below.
+// Options adjusts a Table. The zero value denies every command the rules in
+// table.go deny.
 type Options struct {
 	// Allow lists denied commands the operator lets through, by name
 	// ("monitor", "debug") or as container|subcommand ("config|set"; "config
@@ -17,7 +17,7 @@ type Options struct {
 	// ("cluster"). Case-insensitive. Names that are not denied are ignored.
 	// An allowed command gets the class it would have had, except MONITOR,
 	// SYNC and PSYNC (ClassSubscribe) and CLIENT REPLY and SCRIPT DEBUG
-	// (ClassPinned): see the denied rules below.
+	// (ClassPinned), as the rules in table.go explain.
 	Allow []string
 }
 
@@ -270,7 +270,7 @@ func NewTable(specs []CommandSpec, opt Options) *Table {
 		e := makeEntry(&n.spec, allow, false)
 		var subs []*entry
 		for _, s := range n.subs {
-			se := makeEntry(s, allow, e.info.Class == ClassDenied && !allow[s.Name])
+			se := makeEntry(s, allow, e.info.Class == ClassDenied)
 			subs = append(subs, se)
 		}
 		e.subs = buildIndex(subs, func(se *entry) string { return se.info.Name[len(name)+1:] })
@@ -291,7 +291,8 @@ func BuiltinTable(opt Options) *Table {
 }
 
 // makeEntry applies the rules to one spec. deniedByParent: the container is
-// denied (CLUSTER) and did not allow this subcommand by its own name.
+// denied (CLUSTER, unless allowed as a whole): its subcommands without a
+// rule of their own are denied too, unless allowed by their own name.
 func makeEntry(s *CommandSpec, allow map[string]bool, deniedByParent bool) *entry {
 	e := &entry{info: Info{
 		Name:     s.Name,
