@@ -26,6 +26,11 @@ type loop struct {
 	dirtySessions []*session
 	dirtyBackends []*backend
 	flushing      bool
+	// flushQueued: a task that writes the dirty backends is queued on the
+	// loop; it runs after every event of the current wake-up, so requests
+	// from many clients reach a backend in one write.
+	flushQueued  bool
+	backendFlush gnet.Runnable
 
 	// inflight counts requests forwarded and not yet answered, for shutdown.
 	inflight atomic.Int64
@@ -62,6 +67,11 @@ const (
 func newLoop(s *Server, el gnet.EventLoop) *loop {
 	l := &loop{srv: s, el: el, sessions: make(map[*session]struct{}), replicas: make(map[string]*nodePool)}
 	l.master = l.newPool(s.cfg.Master, false)
+	l.backendFlush = gnet.RunnableFunc(func(context.Context) error {
+		l.flushQueued = false
+		l.flushBackends()
+		return nil
+	})
 	l.sweeper = gnet.RunnableFunc(func(context.Context) error {
 		l.sweep(time.Now())
 		return nil
@@ -242,7 +252,24 @@ func (l *loop) markBackend(b *backend) {
 	if !b.dirty {
 		b.dirty = true
 		l.dirtyBackends = append(l.dirtyBackends, b)
+		if batchBackendWrites && !l.flushQueued {
+			l.flushQueued = l.el.Execute(context.Background(), l.backendFlush) == nil
+		}
 	}
+}
+
+// batchBackendWrites defers backend writes to the end of the loop's
+// wake-up (see loop.flushQueued) instead of writing after each callback.
+const batchBackendWrites = true
+
+func (l *loop) flushBackends() {
+	for i := 0; i < len(l.dirtyBackends); i++ {
+		b := l.dirtyBackends[i]
+		l.dirtyBackends[i] = nil
+		b.dirty = false
+		b.flush()
+	}
+	l.dirtyBackends = l.dirtyBackends[:0]
 }
 
 // flush writes everything the current callback produced: requests first, so
@@ -255,14 +282,10 @@ func (l *loop) flush() {
 		return
 	}
 	l.flushing = true
-	for len(l.dirtyBackends) > 0 || len(l.dirtySessions) > 0 {
-		for i := 0; i < len(l.dirtyBackends); i++ {
-			b := l.dirtyBackends[i]
-			l.dirtyBackends[i] = nil
-			b.dirty = false
-			b.flush()
+	for (len(l.dirtyBackends) > 0 && !l.flushQueued) || len(l.dirtySessions) > 0 {
+		if !l.flushQueued {
+			l.flushBackends()
 		}
-		l.dirtyBackends = l.dirtyBackends[:0]
 		for i := 0; i < len(l.dirtySessions); i++ {
 			s := l.dirtySessions[i]
 			l.dirtySessions[i] = nil
