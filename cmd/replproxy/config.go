@@ -39,6 +39,12 @@ type settings struct {
 	MinReplicasToWrite int      `yaml:"min-replicas-to-write"`
 	MinReplicasMaxLag  duration `yaml:"min-replicas-max-lag"`
 
+	PollInterval  duration   `yaml:"poll-interval"`
+	HealthTimeout duration   `yaml:"health-timeout"`
+	ReadTimeout   duration   `yaml:"read-timeout"`
+	ReadBalance   string     `yaml:"read-balance"`
+	AllowCommand  stringList `yaml:"allow-command"`
+
 	RequirePass string   `yaml:"requirepass"`
 	User        userMap  `yaml:"user"`
 	MaxClients  int      `yaml:"maxclients"`
@@ -68,6 +74,10 @@ func defaultSettings() settings {
 		Consistency:       "causal",
 		MaxLag:            duration(100 * time.Millisecond),
 		MinReplicasMaxLag: duration(10 * time.Second),
+		PollInterval:      duration(100 * time.Millisecond),
+		HealthTimeout:     duration(time.Second),
+		ReadTimeout:       duration(time.Second),
+		ReadBalance:       "least-outstanding",
 		MaxClients:        10000,
 		BackendConns:      1,
 		MaxPipeline:       100000,
@@ -114,6 +124,12 @@ func newFlagSet(s *settings, o *options) *flag.FlagSet {
 	fs.Var(&s.MaxLag, "max-lag", "staleness bound of the bounded mode")
 	fs.IntVar(&s.MinReplicasToWrite, "min-replicas-to-write", s.MinReplicasToWrite, "refuse writes unless this many replicas are within --min-replicas-max-lag (0 = no gate)")
 	fs.Var(&s.MinReplicasMaxLag, "min-replicas-max-lag", "lag bound of the write gate")
+
+	fs.Var(&s.PollInterval, "poll-interval", "how often the topology monitor polls each node")
+	fs.Var(&s.HealthTimeout, "health-timeout", "a node that does not answer a poll within this is unreachable")
+	fs.Var(&s.ReadTimeout, "read-timeout", "a read waiting this long on a replica is re-sent elsewhere and the replica set aside")
+	fs.StringVar(&s.ReadBalance, "read-balance", s.ReadBalance, "replica choice `policy`: least-outstanding|round-robin")
+	fs.Var(&s.AllowCommand, "allow-command", "let a command denied by default through (`name` or container|sub, e.g. monitor, config|set); repeat for several")
 
 	fs.StringVar(&s.RequirePass, "requirepass", s.RequirePass, "`password` clients must AUTH with (default user); empty = no auth")
 	fs.Var(&s.User, "user", "client user as `name:password`; repeat for several")
@@ -282,6 +298,9 @@ func (s *settings) validate() error {
 		{"min-replicas-max-lag", int64(s.MinReplicasMaxLag)},
 		{"connect-timeout", int64(s.ConnectTimeout)},
 		{"shutdown-timeout", int64(s.ShutdownTimeout)},
+		{"poll-interval", int64(s.PollInterval)},
+		{"health-timeout", int64(s.HealthTimeout)},
+		{"read-timeout", int64(s.ReadTimeout)},
 	}
 	for _, p := range positive {
 		if p.v <= 0 {
@@ -312,6 +331,9 @@ func (s *settings) validate() error {
 		if int64(p.v) > math.MaxInt {
 			return fmt.Errorf("--%s %s is larger than this platform supports", p.flag, p.v)
 		}
+	}
+	if s.ReadBalance != "least-outstanding" && s.ReadBalance != "round-robin" {
+		return fmt.Errorf("--read-balance %q: must be least-outstanding or round-robin", s.ReadBalance)
 	}
 	if s.LogFormat != "text" && s.LogFormat != "json" {
 		return fmt.Errorf("--log-format %q: must be text or json", s.LogFormat)
@@ -363,6 +385,11 @@ func (s *settings) proxyConfig() proxy.Config {
 		MinReplicasMaxLag:  time.Duration(s.MinReplicasMaxLag),
 		Sentinels:          slices.Clone([]string(s.Sentinel)),
 		SentinelMaster:     s.SentinelMaster,
+		PollInterval:       time.Duration(s.PollInterval),
+		HealthTimeout:      time.Duration(s.HealthTimeout),
+		ReadTimeout:        time.Duration(s.ReadTimeout),
+		ReadBalance:        s.ReadBalance,
+		AllowCommands:      slices.Clone([]string(s.AllowCommand)),
 	}
 }
 
@@ -544,6 +571,7 @@ var flagGroups = []struct {
 }{
 	{"Topology", []string{"master", "replica", "discover-replicas", "sentinel", "sentinel-master", "upstream-user", "upstream-password"}},
 	{"Consistency and write safety", []string{"consistency", "max-lag", "min-replicas-to-write", "min-replicas-max-lag"}},
+	{"Replica health and routing", []string{"poll-interval", "health-timeout", "read-timeout", "read-balance", "allow-command"}},
 	{"Clients", []string{"listen", "requirepass", "user", "maxclients", "timeout"}},
 	{"Limits and performance", []string{"loops", "backend-conns", "max-pipeline", "query-buffer-limit", "output-buffer-limit", "proto-max-bulk-len", "connect-timeout", "shutdown-timeout"}},
 	{"Observability", []string{"metrics-listen", "log-format", "log-level"}},

@@ -45,6 +45,10 @@ func defaultConfig() proxy.Config {
 		Consistency:       "causal",
 		MaxLag:            100 * time.Millisecond,
 		MinReplicasMaxLag: 10 * time.Second,
+		PollInterval:      100 * time.Millisecond,
+		HealthTimeout:     time.Second,
+		ReadTimeout:       time.Second,
+		ReadBalance:       "least-outstanding",
 	}
 }
 
@@ -495,5 +499,22 @@ func TestHelpHidesPasswords(t *testing.T) {
 	m := userMap{"alice": "hunter2"}
 	if strings.Contains(m.String(), "hunter2") {
 		t.Errorf("userMap.String() = %q shows a password", m.String())
+	}
+}
+
+func TestRoutingFlags(t *testing.T) {
+	cfg, _, err := buildConfig([]string{"--master", "m:1", "--poll-interval", "50ms", "--health-timeout", "2s",
+		"--read-timeout", "250ms", "--read-balance", "round-robin", "--allow-command", "monitor", "--allow-command", "config|set"}, files(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.PollInterval != 50*time.Millisecond || cfg.HealthTimeout != 2*time.Second || cfg.ReadTimeout != 250*time.Millisecond ||
+		cfg.ReadBalance != "round-robin" || len(cfg.AllowCommands) != 2 || cfg.AllowCommands[1] != "config|set" {
+		t.Fatalf("routing flags not carried: %+v", cfg)
+	}
+	for _, bad := range [][]string{{"--read-balance", "random"}, {"--read-timeout", "0"}, {"--poll-interval", "-1s"}} {
+		if _, _, err := buildConfig(append([]string{"--master", "m:1"}, bad...), files(nil)); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
 	}
 }

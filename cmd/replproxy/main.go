@@ -49,6 +49,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	slog.SetDefault(logger)
 	cfg.Logger = logger
 
+	proxy.Version = version
 	logger.Info("starting replproxy", "version", version, "master", cfg.Master,
 		"replicas", cfg.Replicas, "consistency", cfg.Consistency)
 
