@@ -193,7 +193,7 @@ func printHeader(bin, layout string, rounds int) {
 
 func printTable(rows []*row) {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "test\tP\tvalue\t-n\tdirect rps\tproxy rps\tproxy/direct\tper-round range\ttarget\tp50 ms direct/proxy\tp99 ms direct/proxy\tproxy CPU µs/req\ttarget\t")
+	fmt.Fprintln(tw, "scenario\tP\tvalue\t-n\tdirect rps\tproxy rps\tproxy/direct\tper-round range\ttarget\tp50 ms direct/proxy\tp99 ms direct/proxy\tproxy CPU µs/req\ttarget\t")
 	for _, r := range rows {
 		direct := collect(r.direct, func(b benchResult) float64 { return b.rps })
 		proxied := collect(r.proxy, func(b benchResult) float64 { return b.rps })
@@ -215,7 +215,7 @@ func printTable(rows []*row) {
 		}
 		cpu := median(collect(r.proxy, func(b benchResult) float64 { return b.cpuUsPerReq }))
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s / %s\t%s / %s\t%s\t%s\t\n",
-			strings.ToUpper(r.sc.test), r.sc.pipeline, sizeName(r.sc.valueBytes), r.requests,
+			r.sc.name, r.sc.pipeline, sizeName(r.sc.valueBytes), r.requests,
 			dRPS, fmtFloat(pRPS, 0), fmtFloat(ratio, 2), spread,
 			target("≥", r.sc.minRatio, ratio, ratio >= r.sc.minRatio),
 			fmtFloat(median(collect(r.direct, func(b benchResult) float64 { return b.p50Ms })), 3),

@@ -51,7 +51,27 @@ func scenarios() []scenario {
 		matrixRow("set", 16, 1024, 300_000, 0, 1.0),
 		matrixRow("get", 1, 1024, 250_000, 0, 7),
 		matrixRow("get", 16, 1024, 1_200_000, 0, 1.0),
+		// Reads split over the two replicas (eventual mode): the ratio is
+		// against the master alone, so above 1 means the replicas add capacity.
+		replicaRow(1, 200_000),
+		replicaRow(16, 1_500_000),
 	}
+}
+
+// replicaRow is a GET run through a proxy that sends reads to both
+// replicas (--consistency eventual).
+func replicaRow(pipeline, requests int) scenario {
+	s := matrixRow("get", pipeline, 3, requests, 0, 0)
+	s.name += "-replicas"
+	s.proxyArgs = func(topo *redistest.Topology) []string {
+		_, replicas := topo.Addrs()
+		args := []string{"--consistency", "eventual"}
+		for _, r := range replicas {
+			args = append(args, "--replica", r)
+		}
+		return args
+	}
+	return s
 }
 
 // matrixRow is one cell of {SET, GET} × {P1, P16} × {3 B, 1 KiB} through a
