@@ -32,6 +32,8 @@ type backend struct {
 	proto int
 	owner *session // nil for shared connections
 	slot  **backend
+	// dedicated: counted in Server.dedicated until closed.
+	dedicated bool
 
 	state          backendState
 	closeRequested bool
@@ -142,6 +144,10 @@ func (b *backend) onClose(err error) {
 
 // detach marks b closed and forgets it everywhere the loop could hand it out.
 func (b *backend) detach() {
+	if b.dedicated {
+		b.dedicated = false
+		b.l.srv.dedicated.Add(-1)
+	}
 	b.state = stateClosed
 	if b.slot != nil && *b.slot == b {
 		*b.slot = nil

@@ -48,6 +48,10 @@ type Config struct {
 
 	// MaxClients caps client connections, as redis.conf maxclients. 0 means 10000.
 	MaxClients int
+	// MaxDedicatedConns caps the master connections held by one client each
+	// (blocking calls, MULTI/WATCH, pub/sub, client tracking); past it such
+	// commands get an error instead of a connection. 0 means MaxClients.
+	MaxDedicatedConns int
 	// IdleTimeout closes clients idle this long, as redis.conf timeout.
 	// 0 means never.
 	IdleTimeout time.Duration

@@ -118,7 +118,11 @@ func (s *session) send(cmd resp.Command, raw []byte, pin, expectReply bool) bool
 		b, why = s.l.sharedBackend(s.l.master, s.proto)
 	}
 	if b == nil {
-		s.localError(errBackendDown + why)
+		if why == errTooManyDedicated {
+			s.localError("ERR replproxy: " + why)
+		} else {
+			s.localError(errBackendDown + why)
+		}
 		return true
 	}
 	return s.sendTo(b, cmd, raw, expectReply)

@@ -496,3 +496,49 @@ func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 		t.Fatalf("in-flight request failed during graceful shutdown: %v", err)
 	}
 }
+
+func TestDedicatedConnectionsAreCapped(t *testing.T) {
+	_, srv := newTopology(t, 0, Config{MaxDedicatedConns: 1, Loops: 1})
+	ctx := context.Background()
+	a := client(t, srv.Addr(), nil)
+	b := client(t, srv.Addr(), nil)
+	done := make(chan error, 1)
+	go func() { done <- a.BLPop(ctx, 2*time.Second, "capq").Err() }()
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.dedicated.Load() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("BLPOP never took a dedicated connection")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	err := b.BLPop(ctx, time.Second, "capq").Err()
+	if err == nil || !strings.Contains(err.Error(), "too many dedicated connections") {
+		t.Fatalf("second BLPOP with the cap reached = %v", err)
+	}
+	b.LPush(ctx, "capq", "x")
+	if err := <-done; err != nil {
+		t.Fatalf("first BLPOP: %v", err)
+	}
+	// released after the call: the next blocking call gets it
+	if err := b.BLPop(ctx, time.Second, "capq2").Err(); err != redis.Nil {
+		t.Fatalf("BLPOP after release = %v, want a timeout (nil)", err)
+	}
+}
+
+func TestCommandTableReloadedAfterMasterRestart(t *testing.T) {
+	topo, srv := newTopology(t, 0, Config{})
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.tableLoads.Load() < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("command table never loaded from the master")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	topo.Master.Restart()
+	for srv.tableLoads.Load() < 2 {
+		if time.Now().After(deadline.Add(10 * time.Second)) {
+			t.Fatal("command table not reloaded after the master restarted")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -136,7 +136,13 @@ func (l *loop) dedicatedBackend(sess *session) (*backend, string) {
 	if why := l.master.mayDial(); why != "" {
 		return nil, why
 	}
-	return newBackend(l, l.master, sess.proto, sess), ""
+	if l.srv.dedicated.Add(1) > int64(l.srv.cfg.MaxDedicatedConns) {
+		l.srv.dedicated.Add(-1)
+		return nil, errTooManyDedicated
+	}
+	b := newBackend(l, l.master, sess.proto, sess)
+	b.dedicated = true
+	return b, ""
 }
 
 // releaseDedicated takes back a connection whose session state ended.

@@ -57,10 +57,15 @@ type Server struct {
 	loops   map[gnet.EventLoop]*loop
 	loopLst atomic.Pointer[[]*loop] // copy-on-write list for the ticker
 
-	topo    atomic.Pointer[router.Snapshot]
-	table   atomic.Pointer[router.Table]
-	scripts *router.ScriptCache
-	mon     *monitor
+	topo  atomic.Pointer[router.Snapshot]
+	table atomic.Pointer[router.Table]
+	// tableLoads counts command tables read from a master's COMMAND.
+	tableLoads atomic.Int64
+	// dedicated counts dedicated master connections, capped by
+	// Config.MaxDedicatedConns.
+	dedicated atomic.Int64
+	scripts   *router.ScriptCache
+	mon       *monitor
 
 	clients  atomic.Int64
 	nextID   atomic.Int64
@@ -129,6 +134,9 @@ func normalize(cfg *Config) error {
 	}
 	if cfg.MaxBulkBytes <= 0 {
 		cfg.MaxBulkBytes = 512 << 20
+	}
+	if cfg.MaxDedicatedConns <= 0 {
+		cfg.MaxDedicatedConns = cfg.MaxClients
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 100 * time.Millisecond
@@ -296,13 +304,14 @@ func (s *Server) fetchUpstreamFacts(ctx context.Context) {
 			}
 		}
 	}
-	s.loadCommandTable(ctx)
 }
 
 // loadCommandTable replaces the built-in command table with the master's
 // own COMMAND reply, so modules and newer commands are classified by the
 // flags of the server that runs them.
 func (s *Server) loadCommandTable(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
+	defer cancel()
 	conn, err := dialBackend(ctx, s.cfg.Master, s.cfg.UpstreamUser, s.cfg.UpstreamPassword, 2, s.cfg.ConnectTimeout)
 	if err != nil {
 		s.log.Warn("COMMAND unavailable; using the built-in Redis 7.0 table", "err", err)
@@ -323,6 +332,7 @@ func (s *Server) loadCommandTable(ctx context.Context) {
 	}
 	t := router.NewTable(specs, router.Options{Allow: s.cfg.AllowCommands})
 	s.table.Store(t)
+	s.tableLoads.Add(1)
 	s.log.Debug("command table loaded from the master", "commands", t.Len())
 }
 

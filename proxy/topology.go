@@ -28,7 +28,9 @@ type monitor struct {
 	pollers  map[string]context.CancelFunc
 	gen      uint64
 	ctx      context.Context
-	wg       sync.WaitGroup
+	// masterRunID is the master process last seen (INFO server run_id).
+	masterRunID string
+	wg          sync.WaitGroup
 }
 
 func newMonitor(s *Server) *monitor {
@@ -145,6 +147,12 @@ func (m *monitor) updateMaster(f map[string]string, start time.Time, err error) 
 		return
 	}
 	st.Reachable = true
+	if runID := f["run_id"]; runID != m.masterRunID {
+		// A new master process (restart, failover): its commands, modules
+		// and version may differ, so classify by its own COMMAND reply.
+		m.masterRunID = runID
+		go m.srv.loadCommandTable(m.ctx)
+	}
 	st.Role = roleName(f["role"])
 	st.ReplID = f["master_replid"]
 	st.Offset = atoi64(f["master_repl_offset"], -1)

@@ -45,10 +45,11 @@ type settings struct {
 	ReadBalance   string     `yaml:"read-balance"`
 	AllowCommand  stringList `yaml:"allow-command"`
 
-	RequirePass string   `yaml:"requirepass"`
-	User        userMap  `yaml:"user"`
-	MaxClients  int      `yaml:"maxclients"`
-	Timeout     duration `yaml:"timeout"`
+	RequirePass  string   `yaml:"requirepass"`
+	User         userMap  `yaml:"user"`
+	MaxClients   int      `yaml:"maxclients"`
+	MaxDedicated int      `yaml:"max-dedicated-conns"`
+	Timeout      duration `yaml:"timeout"`
 
 	Loops             int      `yaml:"loops"`
 	BackendConns      int      `yaml:"backend-conns"`
@@ -79,6 +80,7 @@ func defaultSettings() settings {
 		ReadTimeout:       duration(time.Second),
 		ReadBalance:       "least-outstanding",
 		MaxClients:        10000,
+		MaxDedicated:      10000,
 		BackendConns:      1,
 		MaxPipeline:       100000,
 		QueryBufferLimit:  1 << 30,
@@ -134,6 +136,7 @@ func newFlagSet(s *settings, o *options) *flag.FlagSet {
 	fs.StringVar(&s.RequirePass, "requirepass", s.RequirePass, "`password` clients must AUTH with (default user); empty = no auth")
 	fs.Var(&s.User, "user", "client user as `name:password`; repeat for several")
 	fs.IntVar(&s.MaxClients, "maxclients", s.MaxClients, "maximum client connections")
+	fs.IntVar(&s.MaxDedicated, "max-dedicated-conns", s.MaxDedicated, "maximum master connections held by one client each (blocking calls, MULTI/WATCH, pub/sub)")
 	fs.Var(&s.Timeout, "timeout", "close clients idle this long (0 = never)")
 
 	fs.IntVar(&s.Loops, "loops", s.Loops, "event loops (0 = one per CPU)")
@@ -289,6 +292,7 @@ func (s *settings) validate() error {
 		v    int64
 	}{
 		{"maxclients", int64(s.MaxClients)},
+		{"max-dedicated-conns", int64(s.MaxDedicated)},
 		{"backend-conns", int64(s.BackendConns)},
 		{"max-pipeline", int64(s.MaxPipeline)},
 		{"query-buffer-limit", int64(s.QueryBufferLimit)},
@@ -372,6 +376,7 @@ func (s *settings) proxyConfig() proxy.Config {
 		Loops:              s.Loops,
 		BackendConns:       s.BackendConns,
 		MaxClients:         s.MaxClients,
+		MaxDedicatedConns:  s.MaxDedicated,
 		IdleTimeout:        time.Duration(s.Timeout),
 		MaxPipeline:        s.MaxPipeline,
 		QueryBufferLimit:   int(s.QueryBufferLimit),
@@ -572,7 +577,7 @@ var flagGroups = []struct {
 	{"Topology", []string{"master", "replica", "discover-replicas", "sentinel", "sentinel-master", "upstream-user", "upstream-password"}},
 	{"Consistency and write safety", []string{"consistency", "max-lag", "min-replicas-to-write", "min-replicas-max-lag"}},
 	{"Replica health and routing", []string{"poll-interval", "health-timeout", "read-timeout", "read-balance", "allow-command"}},
-	{"Clients", []string{"listen", "requirepass", "user", "maxclients", "timeout"}},
+	{"Clients", []string{"listen", "requirepass", "user", "maxclients", "max-dedicated-conns", "timeout"}},
 	{"Limits and performance", []string{"loops", "backend-conns", "max-pipeline", "query-buffer-limit", "output-buffer-limit", "proto-max-bulk-len", "connect-timeout", "shutdown-timeout"}},
 	{"Observability", []string{"metrics-listen", "log-format", "log-level"}},
 	{"General", []string{"config", "version", "help"}},

@@ -36,6 +36,7 @@ func defaultConfig() proxy.Config {
 		DiscoverReplicas:  boolPtr(true),
 		BackendConns:      1,
 		MaxClients:        10000,
+		MaxDedicatedConns: 10000,
 		MaxPipeline:       100000,
 		QueryBufferLimit:  1 << 30,
 		OutputBufferLimit: 1 << 30,
