@@ -62,6 +62,25 @@ type backend struct {
 	// lastProgress is when the replica last answered (or first got a request
 	// after being idle): the read timeout is measured from it.
 	lastProgress time.Time
+
+	// needFence: fenced requests were queued since the last ROLE; flush
+	// appends one (a single ROLE fences a whole batch).
+	needFence bool
+	// held are fenced replies waiting for their ROLE; their bytes are in
+	// holdBuf.
+	held    []heldReply
+	holdBuf []byte
+	// checkOK is the verdict of the last pendCheck, for the conditional read
+	// right after it.
+	checkOK bool
+	// refreshing: a pendRefresh ROLE is in flight.
+	refreshing bool
+}
+
+// heldReply is a fenced reply waiting for its fence.
+type heldReply struct {
+	p      pending
+	off, n int
 }
 
 func newBackend(l *loop, pool *nodePool, proto int, owner *session) *backend {
@@ -168,9 +187,14 @@ func (b *backend) detach() {
 func (b *backend) failPending(msg string) {
 	var buf [512]byte
 	reply := resp.AppendError(buf[:0], msg)
+	b.releaseHeld(0, false)
+	b.refreshing = false
 	for b.pend.len() > 0 {
 		p := b.pend.pop()
 		req := b.takeReq(&p)
+		if p.kind == pendLinearize {
+			b.l.linearizeFailed()
+		}
 		if p.kind != pendClient {
 			continue
 		}
@@ -207,7 +231,13 @@ func (b *backend) close() {
 
 // forward queues one request of s. raw is sent unchanged.
 func (b *backend) forward(s *session, raw []byte, expectReply bool) {
-	p := pending{sess: s, db: int32(s.db)}
+	p := s.next // the flags dispatch chose for this request
+	p.sess, p.db = s, int32(s.db)
+	if b.relay || (b.owner != nil && b.owner.inMulti) {
+		// Nothing runs inside MULTI before EXEC, and ROLE is not allowed
+		// in RESP2 subscribe mode: no fence there.
+		p.fenced = false
+	}
 	if expectReply {
 		p.seq = s.replies.reserve()
 	}
@@ -224,6 +254,7 @@ func (b *backend) send(p pending, raw []byte, expectReply bool) {
 	}
 	b.out = append(b.out, raw...)
 	if expectReply {
+		p.reqEnd = 0 // a re-sent read carries the offset of the log it came from
 		if b.pool.replica {
 			if b.pend.len() == 0 {
 				b.lastProgress = time.Now()
@@ -233,6 +264,14 @@ func (b *backend) send(p pending, raw []byte, expectReply bool) {
 		}
 		b.pend.push(p)
 		b.l.inflight.Add(1)
+	}
+	if p.fenced && expectReply {
+		b.needFence = true
+		if b.owner != nil {
+			// A dedicated connection may enter MULTI with its next request,
+			// where a batched ROLE would be queued: fence each request.
+			b.appendFence()
+		}
 	}
 	b.l.markBackend(b)
 }
@@ -266,6 +305,9 @@ func appendSelect(dst []byte, db int) []byte {
 const maxRetainedOutBytes = 1 << 20
 
 func (b *backend) flush() {
+	if b.needFence {
+		b.appendFence()
+	}
 	if b.state != stateOpen || len(b.out) == 0 {
 		return
 	}
@@ -329,13 +371,42 @@ func (b *backend) onReply(frame []byte) {
 	if b.pend.len() == 0 && b.reqHead == b.reqEnd() {
 		b.reqLog, b.reqBase = b.reqLog[:0], b.reqHead
 	}
-	if p.kind == pendSwallow {
+	switch p.kind {
+	case pendSwallow:
 		if frame[0] == '-' {
 			b.l.srv.log.Warn("proxy-issued command failed", "node", b.pool.addr, "reply", string(frame))
 		}
 		return
+	case pendFence:
+		b.onFence(frame)
+		return
+	case pendCheck:
+		off, _, ok := roleOffset(frame)
+		if ok {
+			b.pool.learnOffset(off)
+		}
+		b.checkOK = ok && off >= p.required
+		return
+	case pendRefresh:
+		b.refreshing = false
+		if off, _, ok := roleOffset(frame); ok {
+			b.pool.learnOffset(off)
+		}
+		b.l.checkParked()
+		return
+	case pendLinearize:
+		off, _, ok := roleOffset(frame)
+		b.l.linearized(off, ok)
+		return
 	}
 	b.l.inflight.Add(-1)
+	if p.conditional && !b.checkOK {
+		// The replica had not reached what the read needs when it ran it:
+		// its reply may be stale. Nobody sees it; the read runs again.
+		if p.sess.redoRead(b, p, req) {
+			return
+		}
+	}
 	if b.pool.replica && frame[0] == '-' && bytes.HasPrefix(frame, []byte("-NOSCRIPT")) && b.reloadScript(p, req) {
 		return
 	}

@@ -100,6 +100,9 @@ type Config struct {
 	Consistency string
 	// MaxLag is the staleness bound of the bounded mode. 0 means 100ms.
 	MaxLag time.Duration
+	// CausalWait bounds how long a causal or linearizable read waits for a
+	// replica to catch up before it goes to the master. 0 means 2ms.
+	CausalWait time.Duration
 	// MinReplicasToWrite and MinReplicasMaxLag form the write gate: a write is
 	// forwarded only when at least MinReplicasToWrite replicas are eligible
 	// with lag <= MinReplicasMaxLag. 0 replicas means no gate; 0 lag means 10s.

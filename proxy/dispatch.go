@@ -19,6 +19,7 @@ import (
 func (s *session) dispatch(cmd resp.Command, raw []byte) bool {
 	args := cmd.Args
 	info := s.srv.table.Load().Classify(args, s.srv.scripts)
+	s.next = pending{}
 
 	if !s.authed && info.Local != router.LocalAuth && info.Local != router.LocalHello && info.Local != router.LocalQuit {
 		s.localError(errNoAuth)
@@ -40,6 +41,7 @@ func (s *session) dispatch(cmd resp.Command, raw []byte) bool {
 		if info.Local == router.LocalScriptLoad && len(args) == 3 {
 			s.srv.scripts.Add(args[2])
 		}
+		s.next.fenced, s.next.write = true, true
 		return s.send(cmd, raw, false, true)
 	case router.ClassDenied:
 		s.localError(router.DeniedMessage(info.Name))
@@ -61,6 +63,7 @@ func (s *session) dispatch(cmd resp.Command, raw []byte) bool {
 		s.tracking = true
 		return true
 	case router.ClassBlocking:
+		s.next.fenced, s.next.write = true, true
 		if !s.send(cmd, raw, true, true) {
 			return false
 		}
@@ -70,6 +73,12 @@ func (s *session) dispatch(cmd resp.Command, raw []byte) bool {
 
 	// ClassTxn: MULTI and WATCH state lives on one server connection.
 	pin := info.Local == router.LocalMulti || info.Local == router.LocalWatch || s.pinned != nil
+	if info.Local == router.LocalExec {
+		s.next.fenced, s.next.write = true, true
+	}
+	if (info.Local == router.LocalExec || info.Local == router.LocalDiscard) && s.pinned != nil {
+		s.inMulti = false // EXEC itself runs outside the transaction: fence it
+	}
 	if !s.send(cmd, raw, pin, true) {
 		return false
 	}
@@ -147,32 +156,6 @@ func (s *session) sendTo(b *backend, cmd resp.Command, raw []byte, expectReply b
 		s.targetOutstanding++
 	}
 	return true
-}
-
-// sendRead forwards a read to a replica when the session's consistency mode
-// allows it and one is eligible, and to the master otherwise.
-func (s *session) sendRead(cmd resp.Command, raw []byte) bool {
-	if s.pinned != nil || !s.replicaReadsAllowed() {
-		return s.send(cmd, raw, false, true)
-	}
-	// Keep reading from the replica the session's reads are in flight on:
-	// switching would have to wait for them.
-	if t := s.target; t != nil && t.pool.replica && !s.idle() && t.state != stateClosed && s.l.stillEligible(t.pool) {
-		return s.sendTo(t, cmd, raw, true)
-	}
-	if pool := s.l.pickReplica(s.proto, nil); pool != nil {
-		if b, _ := s.l.sharedBackend(pool, s.proto); b != nil {
-			return s.sendTo(b, cmd, raw, true)
-		}
-	}
-	return s.send(cmd, raw, false, true)
-}
-
-// replicaReadsAllowed: only eventual reads may go to replicas until the
-// proxy tracks replication offsets (causal, linearizable and bounded need
-// them); every other mode reads from the master, which satisfies all.
-func (s *session) replicaReadsAllowed() bool {
-	return s.consistency == consistencyEventual
 }
 
 // subscribe moves the session to a dedicated connection in subscribe mode.
@@ -279,10 +262,7 @@ func (s *session) local(id router.Local, cmd resp.Command, raw []byte) bool {
 		// connections are not the client's, so accept and keep nothing.
 		s.localOK()
 	case router.LocalWait:
-		// Until the proxy tracks replication offsets itself, WAIT runs on the
-		// shared master connection: it then waits for the replicas to reach
-		// that connection's latest write, which is at or past this client's.
-		return s.send(cmd, raw, false, true)
+		return s.wait(args)
 	case router.LocalProxy:
 		return s.proxyCommand(args)
 	case router.LocalReset:

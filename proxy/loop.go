@@ -37,6 +37,15 @@ type loop struct {
 
 	sweeper gnet.Runnable
 	rr      int
+
+	stats loopStats
+	// linearizable reads waiting for a master offset sample: linWaiting
+	// for the next ROLE, linInFlight for the one sent.
+	linWaiting, linInFlight []*session
+	// parked sessions wait for replica offsets (WAIT, the write gate).
+	parked []*session
+	// redoBuf holds a copy of a request being re-sent.
+	redoBuf []byte
 }
 
 // nodePool is a loop's connections to one node. Shared connections are
@@ -46,6 +55,10 @@ type nodePool struct {
 	replica bool
 	shared  [2][]*backend // by protocol (2, 3)
 	dial    dialState
+	// knownOffset is the highest applied offset a ROLE on this loop's
+	// connections reported; -1 after the connection was lost (a restarted
+	// replica may come back behind it).
+	knownOffset int64
 	// demotedAt: a read here failed (LOADING, MASTERDOWN, BUSY, a lost or
 	// hung connection). The replica is not read from again until the monitor
 	// has polled it after that moment and still finds it eligible.
@@ -80,7 +93,7 @@ func newLoop(s *Server, el gnet.EventLoop) *loop {
 }
 
 func (l *loop) newPool(addr string, replica bool) *nodePool {
-	p := &nodePool{addr: addr, replica: replica}
+	p := &nodePool{addr: addr, replica: replica, knownOffset: -1}
 	n := l.srv.cfg.BackendConns
 	if replica {
 		n = 1
@@ -184,9 +197,10 @@ func (p *nodePool) usable(st *router.NodeState) bool {
 }
 
 // pickReplica chooses the replica pool for a read by a session speaking
-// proto, or returns nil when no replica may serve it. Least outstanding
-// requests wins; the monitor's round-trip average breaks ties.
-func (l *loop) pickReplica(proto int, exclude *nodePool) *nodePool {
+// proto, or returns nil when no replica may serve it. ok, when not nil,
+// must accept the replica. Least outstanding requests wins; the monitor's
+// round-trip average breaks ties.
+func (l *loop) pickReplica(proto int, exclude *nodePool, ok func(*nodePool, *router.NodeState) bool) *nodePool {
 	snap := l.srv.topo.Load()
 	if snap == nil {
 		return nil
@@ -208,7 +222,7 @@ func (l *loop) pickReplica(proto int, exclude *nodePool) *nodePool {
 			continue
 		}
 		p := l.replicaPool(st.Addr)
-		if p == exclude || !p.usable(st) || p.mayDial() != "" {
+		if p == exclude || !p.usable(st) || p.mayDial() != "" || (ok != nil && !ok(p, st)) {
 			continue
 		}
 		if roundRobin {
@@ -245,6 +259,7 @@ func (l *loop) demote(p *nodePool, why string) {
 		l.srv.log.Info("replica demoted on this loop until the monitor sees it healthy", "replica", p.addr, "why", why)
 	}
 	p.demotedAt = time.Now()
+	p.knownOffset = -1
 }
 
 func (l *loop) markSession(s *session) {
@@ -316,6 +331,7 @@ func (l *loop) sweep(now time.Time) {
 			s.c.Close()
 		}
 	}
+	l.checkParked()
 	// A replica that stopped answering (paused, partitioned, hung) would
 	// hold its reads forever: past the read timeout its connection is
 	// dropped and the reads it held are re-sent elsewhere.

@@ -45,7 +45,11 @@ type pendingKind uint8
 
 const (
 	pendClient  pendingKind = iota // the reply belongs to sess, in slot seq
-	pendSwallow                    // the proxy's own SELECT/HELLO: drop the reply
+	pendSwallow                    // the proxy's own SELECT/SCRIPT LOAD: drop the reply
+	pendFence                      // ROLE after fenced requests: releases the held replies
+	pendCheck                      // ROLE before a conditional read: did it see `required`?
+	pendRefresh                    // ROLE asked for fresh replica offsets (WAIT, write gate)
+	pendLinearize                  // ROLE on the master sampling the offset linearizable reads need
 )
 
 // pending is one request in flight on a backend connection.
@@ -63,6 +67,17 @@ type pending struct {
 	// no longer counts as outstanding on the session's target.
 	attempt uint8
 	retried bool
+	// fenced: the reply is held until the ROLE queued after it answers, so
+	// the offset it tells becomes the write's fence or the read's floor
+	// before the client can act on the reply. write: the request is a write.
+	fenced bool
+	write  bool
+	// conditional: a read sent to a replica not known to have reached
+	// required; it counts only if the pendCheck before it passed. since is
+	// when it was first sent (unix ns), for --causal-wait.
+	conditional bool
+	required    int64
+	since       int64
 }
 
 // replySlot holds a reply that completed before an earlier one of the same

@@ -122,30 +122,38 @@ func TestReadsAreServedByReplicas(t *testing.T) {
 	}
 }
 
-func TestCausalModeReadsFromMasterUntilOffsetsAreTracked(t *testing.T) {
-	topo, srv := splitTopology(t, Config{Consistency: "causal"})
+func TestProxyConsistencyCommand(t *testing.T) {
+	topo, srv := splitTopology(t, Config{Consistency: "strong"})
 	ctx := context.Background()
 	for _, n := range append([]*redistest.Node{topo.Master}, topo.Replicas...) {
 		n.Client().ConfigResetStat(ctx)
 	}
-	c := client(t, srv.Addr(), nil)
+	c := client(t, srv.Addr(), &redis.Options{PoolSize: 1})
 	for i := 0; i < 50; i++ {
 		c.Get(ctx, "x")
 	}
 	if n := cmdCalls(t, topo.Master, "get"); n != 50 {
-		t.Fatalf("master GETs %d, want 50", n)
+		t.Fatalf("strong mode: master GETs %d, want 50", n)
 	}
 	// PROXY CONSISTENCY switches this connection only.
+	if v := c.Do(ctx, "PROXY", "CONSISTENCY").Val(); v != "strong" {
+		t.Fatalf("PROXY CONSISTENCY = %v", v)
+	}
 	if err := c.Do(ctx, "PROXY", "CONSISTENCY", "eventual").Err(); err != nil {
 		t.Fatal(err)
 	}
-	c2 := client(t, srv.Addr(), &redis.Options{PoolSize: 1})
-	c2.Do(ctx, "PROXY", "CONSISTENCY", "eventual")
+	if err := c.Do(ctx, "PROXY", "CONSISTENCY", "sometimes").Err(); err == nil {
+		t.Fatal("unknown mode accepted")
+	}
 	for i := 0; i < 50; i++ {
-		c2.Get(ctx, "x")
+		c.Get(ctx, "x")
 	}
 	if got := cmdCalls(t, topo.Replicas[0], "get") + cmdCalls(t, topo.Replicas[1], "get"); got != 50 {
 		t.Fatalf("replica GETs after PROXY CONSISTENCY eventual: %d, want 50", got)
+	}
+	other := client(t, srv.Addr(), &redis.Options{PoolSize: 1})
+	if v := other.Do(ctx, "PROXY", "CONSISTENCY").Val(); v != "strong" {
+		t.Fatalf("another connection's mode = %v", v)
 	}
 }
 

@@ -59,6 +59,11 @@ type Server struct {
 
 	topo  atomic.Pointer[router.Snapshot]
 	table atomic.Pointer[router.Table]
+	// fence is the causal fence: the highest master offset a write the
+	// proxy acknowledged is known to be covered by.
+	fence atomic.Int64
+	// fenceLostAt (unix ns): a write was acknowledged without a fence.
+	fenceLostAt atomic.Int64
 	// tableLoads counts command tables read from a master's COMMAND.
 	tableLoads atomic.Int64
 	// dedicated counts dedicated master connections, capped by
@@ -171,6 +176,9 @@ func normalize(cfg *Config) error {
 	}
 	if cfg.MaxLag <= 0 {
 		cfg.MaxLag = 100 * time.Millisecond
+	}
+	if cfg.CausalWait <= 0 {
+		cfg.CausalWait = 2 * time.Millisecond
 	}
 	if cfg.MinReplicasMaxLag <= 0 {
 		cfg.MinReplicasMaxLag = 10 * time.Second

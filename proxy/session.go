@@ -24,6 +24,22 @@ type session struct {
 	db          int
 	proto       int
 	consistency consistency
+	// floor is the highest offset this connection's reads have observed
+	// (monotonic reads); writeFence the fence of its latest write (WAIT).
+	floor      int64
+	writeFence int64
+	// linRequired is the master offset sampled after this connection's
+	// linearizable reads arrived; it covers the next linCovered input bytes.
+	linRequired int64
+	linCovered  int
+	linWaiting  bool
+	// next carries the flags dispatch chose for the request being sent.
+	next pending
+	// waiting is the WAIT this session is blocked in, if any.
+	waiting *waitState
+	// procOff is how much of the input process has consumed but not yet
+	// discarded, while it dispatches.
+	procOff int
 	name        []byte
 	authed      bool
 
@@ -127,9 +143,11 @@ func (s *session) process() {
 		if n == 0 {
 			break
 		}
+		s.procOff = off
 		if len(cmd.Args) > 0 && !s.dispatch(cmd, buf[off:off+n]) {
 			break // not consumed: it runs once the session may go on
 		}
+		s.consumed(n)
 		off += n
 	}
 	if off > 0 {
@@ -182,9 +200,12 @@ func (s *session) retryRead(from *backend, p pending, req []byte) bool {
 	p.retried = true
 	p.attempt++
 	var pool *nodePool
-	if p.attempt < maxReadAttempts {
-		pool = s.l.pickReplica(from.proto, from.pool)
+	// Reads with a consistency requirement (fenced) go to the master: a
+	// retry is rare, and the master satisfies every requirement.
+	if p.attempt < maxReadAttempts && !p.fenced {
+		pool = s.l.pickReplica(from.proto, from.pool, nil)
 	}
+	p.conditional = false
 	var b *backend
 	if pool != nil {
 		b, _ = s.l.sharedBackend(pool, from.proto)

@@ -1,0 +1,71 @@
+package proxy
+
+import (
+	"sync/atomic"
+
+	"github.com/replproxy/replproxy/router"
+)
+
+// loopStats are one event loop's counters: written only by that loop (so no
+// cache line is shared between loops on the hot path), read by the metrics
+// scrape through atomics.
+type loopStats struct {
+	commands  [router.ClassDenied + 1][targetCount]atomic.Int64
+	fallbacks [fallbackCount]atomic.Int64
+	retries   [retryCount]atomic.Int64
+	waits     [waitOutcomeCount]atomic.Int64
+	gateRejections atomic.Int64
+}
+
+type target uint8
+
+const (
+	targetMaster target = iota
+	targetReplica
+	targetProxy
+	targetCount
+)
+
+var targetNames = [targetCount]string{"master", "replica", "proxy"}
+
+// Why a read that could have gone to a replica went to the master.
+type fallbackReason uint8
+
+const (
+	fallbackNoReplica  fallbackReason = iota // no eligible replica (or none with the needed offset)
+	fallbackCausalWait                       // no replica caught up within --causal-wait
+	fallbackBoundedLag                       // no replica within --max-lag
+	fallbackFenceLost                        // a write's fence was lost: causal reads use the master for a while
+	fallbackCount
+)
+
+var fallbackNames = [fallbackCount]string{"no_eligible_replica", "causal_wait_expired", "bounded_lag", "fence_lost"}
+
+// Why a read was re-sent, invisibly to the client.
+type retryReason uint8
+
+const (
+	retryLoading retryReason = iota
+	retryMasterDown
+	retryBusy
+	retryNoScript
+	retryConnectionLost
+	retryReadTimeout
+	retryCheckFailed
+	retryCount
+)
+
+var retryNames = [retryCount]string{"loading", "masterdown", "busy", "noscript", "connection_lost", "read_timeout", "check_failed"}
+
+type waitOutcome uint8
+
+const (
+	waitSatisfied waitOutcome = iota
+	waitTimeout
+	waitOutcomeCount
+)
+
+var waitNames = [waitOutcomeCount]string{"satisfied", "timeout"}
+
+func (s *loopStats) fallback(r fallbackReason) { s.fallbacks[r].Add(1) }
+func (s *loopStats) retry(r retryReason)       { s.retries[r].Add(1) }
