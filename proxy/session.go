@@ -40,8 +40,8 @@ type session struct {
 	// procOff is how much of the input process has consumed but not yet
 	// discarded, while it dispatches.
 	procOff int
-	name        []byte
-	authed      bool
+	name    []byte
+	authed  bool
 
 	// target is the backend this session's outstanding requests went to.
 	// Requests are only ever outstanding on one backend at a time, so that a

@@ -10,10 +10,10 @@ import (
 // cache line is shared between loops on the hot path), read by the metrics
 // scrape through atomics.
 type loopStats struct {
-	commands  [router.ClassDenied + 1][targetCount]atomic.Int64
-	fallbacks [fallbackCount]atomic.Int64
-	retries   [retryCount]atomic.Int64
-	waits     [waitOutcomeCount]atomic.Int64
+	commands       [router.ClassDenied + 1][targetCount]atomic.Int64
+	fallbacks      [fallbackCount]atomic.Int64
+	retries        [retryCount]atomic.Int64
+	waits          [waitOutcomeCount]atomic.Int64
 	gateRejections atomic.Int64
 }
 
