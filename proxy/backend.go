@@ -416,6 +416,11 @@ func (b *backend) onReply(frame []byte) {
 			return
 		}
 	}
+	if p.fenced && !p.sess.closed {
+		b.held = append(b.held, heldReply{p: p, off: len(b.holdBuf), n: len(frame)})
+		b.holdBuf = append(b.holdBuf, frame...)
+		return
+	}
 	p.sess.complete(b, p, frame)
 }
 

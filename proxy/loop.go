@@ -46,6 +46,10 @@ type loop struct {
 	parked []*session
 	// redoBuf holds a copy of a request being re-sent.
 	redoBuf []byte
+	// lastRefresh is when replica offsets were last asked for; refreshTimer
+	// says a paced refresh is scheduled.
+	lastRefresh  time.Time
+	refreshTimer bool
 }
 
 // nodePool is a loop's connections to one node. Shared connections are

@@ -136,14 +136,31 @@ func (l *loop) checkParked() {
 }
 
 // refreshReplicaOffsets asks every reachable replica for its offset with a
-// ROLE on this loop's connection, one at a time per replica; each answer
-// runs checkParked, which asks again while anyone waits. A paused replica
-// simply never answers: the waiters' timeouts still fire.
+// ROLE on this loop's connection, one at a time per replica and at most once
+// per refreshInterval; checkParked runs on each answer and asks again while
+// anyone waits. A paused replica simply never answers: the waiters'
+// timeouts still fire.
 func (l *loop) refreshReplicaOffsets() {
 	snap := l.srv.topo.Load()
 	if snap == nil {
 		return
 	}
+	now := time.Now()
+	if wait := l.lastRefresh.Add(refreshInterval).Sub(now); wait > 0 {
+		if !l.refreshTimer {
+			l.refreshTimer = true
+			time.AfterFunc(wait, func() {
+				_ = l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+					l.refreshTimer = false
+					l.checkParked()
+					l.flush()
+					return nil
+				}))
+			})
+		}
+		return
+	}
+	l.lastRefresh = now
 	for i := range snap.Replicas {
 		st := &snap.Replicas[i]
 		if !st.Reachable {
@@ -155,8 +172,16 @@ func (l *loop) refreshReplicaOffsets() {
 			continue
 		}
 		b.refreshing = true
+		if b.pend.len() == 0 {
+			b.lastProgress = now
+		}
 		b.out = append(b.out, roleRequest...)
 		b.pend.push(pending{kind: pendRefresh, reqEnd: b.reqEnd()})
 		l.markBackend(b)
 	}
 }
+
+// refreshInterval paces the ROLEs a parked WAIT sends to replicas: fast
+// enough that WAIT answers within about a millisecond of the replicas
+// applying the write, slow enough not to busy the replicas.
+const refreshInterval = time.Millisecond
