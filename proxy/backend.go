@@ -32,8 +32,10 @@ type backend struct {
 	proto int
 	owner *session // nil for shared connections
 	slot  **backend
-	// dedicated: counted in Server.dedicated until closed.
+	// dedicated: counted in Server.dedicated until closed; counted: in
+	// Server.sharedConns.
 	dedicated bool
+	counted   bool
 
 	state          backendState
 	closeRequested bool
@@ -75,6 +77,8 @@ type backend struct {
 	checkOK bool
 	// refreshing: a pendRefresh ROLE is in flight.
 	refreshing bool
+	// timedOut: the sweep closed this replica connection for the read timeout.
+	timedOut bool
 }
 
 // heldReply is a fenced reply waiting for its fence.
@@ -131,6 +135,10 @@ func (b *backend) onOpen(c gnet.Conn) {
 	}
 	b.state = stateOpen
 	b.pool.dialSucceeded()
+	if !b.dedicated {
+		b.counted = true
+		b.l.srv.sharedConns.Add(1)
+	}
 	b.flush()
 }
 
@@ -167,6 +175,10 @@ func (b *backend) detach() {
 		b.dedicated = false
 		b.l.srv.dedicated.Add(-1)
 	}
+	if b.counted {
+		b.counted = false
+		b.l.srv.sharedConns.Add(-1)
+	}
 	b.state = stateClosed
 	if b.slot != nil && *b.slot == b {
 		*b.slot = nil
@@ -200,6 +212,11 @@ func (b *backend) failPending(msg string) {
 		}
 		b.l.inflight.Add(-1)
 		if b.pool.replica && p.sess.retryRead(b, p, req) {
+			if b.timedOut {
+				b.l.stats.retry(retryReadTimeout)
+			} else {
+				b.l.stats.retry(retryConnectionLost)
+			}
 			continue
 		}
 		p.sess.complete(b, p, reply)
@@ -240,6 +257,7 @@ func (b *backend) forward(s *session, raw []byte, expectReply bool) {
 	}
 	if expectReply {
 		p.seq = s.replies.reserve()
+		p.sent = time.Now().UnixNano()
 	}
 	b.send(p, raw, expectReply)
 }
@@ -411,6 +429,7 @@ func (b *backend) onReply(frame []byte) {
 		return
 	}
 	if b.pool.replica && frame[0] == '-' && retryableError(frame) {
+		b.l.stats.retry(retryReasonOf(frame))
 		b.l.demote(b.pool, string(frame[1:len(frame)-2]))
 		if p.sess.retryRead(b, p, req) {
 			return
@@ -446,8 +465,19 @@ func (b *backend) reloadScript(p pending, req []byte) bool {
 	b.out = resp.AppendCommand(b.out, []byte("SCRIPT"), []byte("LOAD"), body)
 	b.pend.push(pending{kind: pendSwallow, reqEnd: b.reqEnd()})
 	p.attempt++
+	b.l.stats.retry(retryNoScript)
 	b.send(p, req, true)
 	return true
+}
+
+func retryReasonOf(frame []byte) retryReason {
+	switch {
+	case bytes.HasPrefix(frame, []byte("-LOADING")):
+		return retryLoading
+	case bytes.HasPrefix(frame, []byte("-MASTERDOWN")):
+		return retryMasterDown
+	}
+	return retryBusy
 }
 
 // retryableError reports replica errors that say "not now, not here": the

@@ -19,6 +19,10 @@ type Config struct {
 	Replicas []string
 	// DiscoverReplicas asks the master which replicas it has. Nil means true.
 	DiscoverReplicas *bool
+	// NoReplicationLink disables the proxy's own replica link to the master
+	// (replstream). Without it replica lag in milliseconds is unknown, so
+	// the bounded mode and the write gate count no replica as good.
+	NoReplicationLink bool
 
 	// Upstream credentials: what the proxy itself sends to every Redis node.
 	// Empty means no AUTH (or AUTH <password> for the default user when only
@@ -108,6 +112,18 @@ type Config struct {
 	// with lag <= MinReplicasMaxLag. 0 replicas means no gate; 0 lag means 10s.
 	MinReplicasToWrite int
 	MinReplicasMaxLag  time.Duration
+	// WriteGate is what a write that fails the gate gets: "reject" (at once,
+	// -NOREPLICAS) or "wait" (held up to WriteGateTimeout for replicas to
+	// catch up, then rejected). Empty means reject; 0 timeout means 100ms.
+	WriteGate        string
+	WriteGateTimeout time.Duration
+	// SyncReplicas > 0 makes writes synchronous: a write's reply is released
+	// only once that many replicas have applied it. Past SyncTimeout (0 means
+	// 1s) the client gets SyncTimeoutAction: "error" (-NOREPLICAS, the
+	// write stays applied on the master) or "pass" (the normal reply).
+	SyncReplicas      int
+	SyncTimeout       time.Duration
+	SyncTimeoutAction string
 	// Sentinels and SentinelMaster make the proxy follow the master that
 	// Sentinel names. Empty means the master is fixed.
 	Sentinels      []string

@@ -17,9 +17,19 @@ import (
 // before the earlier ones, breaking the order a client sees on a single
 // Redis connection.
 func (s *session) dispatch(cmd resp.Command, raw []byte) bool {
-	args := cmd.Args
-	info := s.srv.table.Load().Classify(args, s.srv.scripts)
+	info := s.srv.table.Load().Classify(cmd.Args, s.srv.scripts)
 	s.next = pending{}
+	s.routed = targetProxy
+	if !s.route(cmd, raw, info) {
+		return false
+	}
+	s.l.stats.commands[info.Class][s.routed].Add(1)
+	return true
+}
+
+// route runs one classified request; see dispatch.
+func (s *session) route(cmd resp.Command, raw []byte, info router.Info) bool {
+	args := cmd.Args
 
 	if !s.authed && info.Local != router.LocalAuth && info.Local != router.LocalHello && info.Local != router.LocalQuit {
 		s.localError(errNoAuth)
@@ -38,6 +48,11 @@ func (s *session) dispatch(cmd resp.Command, raw []byte) bool {
 		}
 		return s.sendRead(cmd, raw)
 	case router.ClassWrite:
+		if s.inMulti {
+			s.multiWrites = true // gated at EXEC, as Redis would abort the transaction
+		} else if pass, consumed := s.gate(); !pass {
+			return consumed
+		}
 		if info.Local == router.LocalScriptLoad && len(args) == 3 {
 			s.srv.scripts.Add(args[2])
 		}
@@ -63,6 +78,11 @@ func (s *session) dispatch(cmd resp.Command, raw []byte) bool {
 		s.tracking = true
 		return true
 	case router.ClassBlocking:
+		if s.inMulti {
+			s.multiWrites = true
+		} else if pass, consumed := s.gate(); !pass {
+			return consumed
+		}
 		s.next.fenced, s.next.write = true, true
 		if !s.send(cmd, raw, true, true) {
 			return false
@@ -75,6 +95,21 @@ func (s *session) dispatch(cmd resp.Command, raw []byte) bool {
 	pin := info.Local == router.LocalMulti || info.Local == router.LocalWatch || s.pinned != nil
 	if info.Local == router.LocalExec {
 		s.next.fenced, s.next.write = true, true
+		if s.inMulti && s.multiWrites && s.pinned != nil {
+			if pass, consumed := s.gate(); !pass {
+				if !consumed {
+					return false
+				}
+				// The gate answered -NOREPLICAS for EXEC: the queued
+				// transaction must not run later either.
+				s.next = pending{kind: pendSwallow}
+				s.pinned.out = append(s.pinned.out, discardRequest...)
+				s.pinned.pend.push(pending{kind: pendSwallow})
+				s.l.markBackend(s.pinned)
+				s.inMulti, s.watching, s.multiSelect, s.multiWrites = false, false, -1, false
+				return true
+			}
+		}
 	}
 	if (info.Local == router.LocalExec || info.Local == router.LocalDiscard) && s.pinned != nil {
 		s.inMulti = false // EXEC itself runs outside the transaction: fence it
@@ -96,10 +131,12 @@ func (s *session) dispatch(cmd resp.Command, raw []byte) bool {
 			s.db = s.multiSelect
 			s.pinned.db = -1
 		}
-		s.inMulti, s.watching, s.multiSelect = false, false, -1
+		s.inMulti, s.watching, s.multiSelect, s.multiWrites = false, false, -1, false
 	}
 	return true
 }
+
+var discardRequest = []byte("*1\r\n$7\r\nDISCARD\r\n")
 
 // isEval reports an EVAL or EVAL_RO call: its body is cached when it is a
 // read-only script, so a later EVALSHA of it can go to a replica too.
@@ -146,6 +183,11 @@ func (s *session) sendTo(b *backend, cmd resp.Command, raw []byte, expectReply b
 			return false
 		}
 		s.target = b
+	}
+	if b.pool.replica {
+		s.routed = targetReplica
+	} else {
+		s.routed = targetMaster
 	}
 	if cmd.Inline || raw == nil {
 		s.scratch = resp.AppendCommand(s.scratch[:0], cmd.Args...)

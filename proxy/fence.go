@@ -53,16 +53,28 @@ func (b *backend) releaseHeld(off int64, ok bool) {
 	for i := range b.held {
 		h := &b.held[i]
 		s := h.p.sess
+		reply := b.holdBuf[h.off : h.off+h.n]
 		if ok {
 			if h.p.write {
 				if off > s.writeFence {
 					s.writeFence = off
 				}
+				if b.l.srv.cfg.SyncReplicas > 0 && !s.closed && reply[0] != '-' {
+					// Synchronous writes: the reply waits for the replicas.
+					s.account(b, &h.p)
+					if b.l.holdForReplicas(s, h.p.seq, off, reply) {
+						h.p = pending{}
+						continue
+					}
+					s.deliver(b, h.p.seq, reply)
+					h.p = pending{}
+					continue
+				}
 			} else if off > s.floor {
 				s.floor = off
 			}
 		}
-		s.complete(b, h.p, b.holdBuf[h.off:h.off+h.n])
+		s.complete(b, h.p, reply)
 		h.p = pending{}
 	}
 	b.held = b.held[:0]

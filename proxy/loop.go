@@ -42,8 +42,12 @@ type loop struct {
 	// linearizable reads waiting for a master offset sample: linWaiting
 	// for the next ROLE, linInFlight for the one sent.
 	linWaiting, linInFlight []*session
-	// parked sessions wait for replica offsets (WAIT, the write gate).
-	parked []*session
+	// parked sessions wait for replica offsets: in WAIT (parked), at the
+	// write gate (gateWaiters), or for their write to be replicated
+	// (syncWaits, --sync-replicas).
+	parked      []*session
+	gateWaiters []*session
+	syncWaits   []syncWait
 	// redoBuf holds a copy of a request being re-sent.
 	redoBuf []byte
 	// lastRefresh is when replica offsets were last asked for; refreshTimer
@@ -344,6 +348,7 @@ func (l *loop) sweep(now time.Time) {
 			for _, b := range conns {
 				if b != nil && b.state == stateOpen && b.pend.len() > 0 && now.Sub(b.lastProgress) > l.srv.cfg.ReadTimeout {
 					l.demote(p, "read timeout")
+					b.timedOut = true
 					b.close()
 				}
 			}

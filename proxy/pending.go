@@ -78,6 +78,9 @@ type pending struct {
 	conditional bool
 	required    int64
 	since       int64
+	// sent is when the request was forwarded (unix ns), for the latency
+	// histogram.
+	sent int64
 }
 
 // replySlot holds a reply that completed before an earlier one of the same

@@ -16,18 +16,27 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 	"github.com/redis/go-redis/v9"
+	"github.com/replproxy/replproxy/replstream"
 	"github.com/replproxy/replproxy/resp"
 	"github.com/replproxy/replproxy/router"
 )
 
 // isOwnLink reports whether addr, as the master lists it among its replicas,
-// is the proxy's own replication link. The proxy has no such link until the
-// replication-stream issue lands, so nothing is.
-func (s *Server) isOwnLink(addr string) bool { return false }
+// is the proxy's own replication link. The link announces listening-port 0
+// (see replstream), and discovery skips port-0 entries before asking.
+func (s *Server) isOwnLink(addr string) bool {
+	_, port, err := net.SplitHostPort(addr)
+	return err == nil && port == "0"
+}
 
-// lagMs is a replica's lag in milliseconds, from the replication stream's
-// offset→time map; -1 (unknown) until the proxy has its own link.
-func (s *Server) lagMs(offset int64) int64 { return -1 }
+// lagMs is how stale a replica that applied offset is, in milliseconds,
+// from the replication link's offset→time map; -1 when unknown.
+func (s *Server) lagMs(offset int64) int64 {
+	if s.link == nil || offset < 0 {
+		return -1
+	}
+	return s.link.LagMs(offset, time.Now())
+}
 
 // Server is a running proxy. Create it with New and run it with Serve.
 // Its methods are safe for concurrent use.
@@ -72,6 +81,13 @@ type Server struct {
 	scripts   *router.ScriptCache
 	mon       *monitor
 
+	// link is the proxy's own replication link (nil when disabled).
+	link *replstream.Link
+
+	rejected    atomic.Int64 // clients refused at maxclients
+	topoChanges atomic.Int64 // snapshots that changed the node set or an eligibility
+	sharedConns atomic.Int64 // open shared backend connections
+
 	clients  atomic.Int64
 	nextID   atomic.Int64
 	draining atomic.Bool
@@ -106,6 +122,17 @@ func New(cfg Config) (*Server, error) {
 	empty := []*loop{}
 	s.loopLst.Store(&empty)
 	s.mon = newMonitor(s)
+	if !cfg.NoReplicationLink {
+		link, err := replstream.New(replstream.Config{
+			Master: cfg.Master, User: cfg.UpstreamUser, Password: cfg.UpstreamPassword,
+			DialTimeout: cfg.ConnectTimeout, ReconnectBackoffMax: cfg.ReconnectBackoffMax,
+			Logger: cfg.Logger,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%w: replication link: %v", ErrProxyBadConfig, err)
+		}
+		s.link = link
+	}
 	s.scripts = router.NewScriptCache(router.DefaultScriptCacheSize)
 	s.table.Store(router.BuiltinTable(router.Options{Allow: cfg.AllowCommands}))
 	return s, nil
@@ -186,11 +213,28 @@ func normalize(cfg *Config) error {
 	if cfg.MinReplicasToWrite < 0 {
 		return fmt.Errorf("%w: min-replicas-to-write must be >= 0", ErrProxyBadConfig)
 	}
-	// Every read goes to the master for now, which satisfies every
-	// consistency mode; a write gate cannot be honoured without the
-	// replication link, so refuse it rather than pretend.
-	if cfg.MinReplicasToWrite > 0 {
-		return fmt.Errorf("%w: min-replicas-to-write (the write gate needs the replication-stream link)", ErrProxyNotSupported)
+	switch cfg.WriteGate {
+	case "":
+		cfg.WriteGate = "reject"
+	case "reject", "wait":
+	default:
+		return fmt.Errorf("%w: unknown write gate %q (want reject or wait)", ErrProxyBadConfig, cfg.WriteGate)
+	}
+	if cfg.WriteGateTimeout <= 0 {
+		cfg.WriteGateTimeout = 100 * time.Millisecond
+	}
+	if cfg.SyncReplicas < 0 {
+		return fmt.Errorf("%w: sync-replicas must be >= 0", ErrProxyBadConfig)
+	}
+	if cfg.SyncTimeout <= 0 {
+		cfg.SyncTimeout = time.Second
+	}
+	switch cfg.SyncTimeoutAction {
+	case "":
+		cfg.SyncTimeoutAction = "error"
+	case "error", "pass":
+	default:
+		return fmt.Errorf("%w: unknown sync timeout action %q (want error or pass)", ErrProxyBadConfig, cfg.SyncTimeoutAction)
 	}
 	if len(cfg.Sentinels) > 0 || cfg.SentinelMaster != "" {
 		return fmt.Errorf("%w: sentinel (following Sentinel failovers)", ErrProxyNotSupported)
@@ -224,9 +268,22 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.fetchUpstreamFacts(ctx)
 	monCtx, stopMon := context.WithCancel(context.Background())
 	s.mon.start(monCtx)
+	var linkDone chan struct{}
+	if s.link != nil {
+		linkDone = make(chan struct{})
+		go func() {
+			defer close(linkDone)
+			if err := s.link.Run(monCtx); err != nil {
+				s.log.Error("replication link stopped", "err", err)
+			}
+		}()
+	}
 	defer func() {
 		stopMon()
 		s.mon.wait()
+		if linkDone != nil {
+			<-linkDone
+		}
 	}()
 	errc := make(chan error, 1)
 	go func() {
@@ -399,6 +456,7 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	}
 	if s.clients.Add(1) > int64(s.cfg.MaxClients) {
 		s.clients.Add(-1)
+		s.rejected.Add(1)
 		return resp.AppendError(nil, errMaxClients), gnet.Close
 	}
 	l := s.loopOf(c.EventLoop())

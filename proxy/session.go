@@ -35,8 +35,14 @@ type session struct {
 	linWaiting  bool
 	// next carries the flags dispatch chose for the request being sent.
 	next pending
+	// routed is where the request being dispatched went, for the counters.
+	routed target
 	// waiting is the WAIT this session is blocked in, if any.
 	waiting *waitState
+	// gateDeadline: the session's next write waits at the write gate until
+	// then (--write-gate wait). multiWrites: the open MULTI queued writes.
+	gateDeadline time.Time
+	multiWrites  bool
 	// procOff is how much of the input process has consumed but not yet
 	// discarded, while it dispatches.
 	procOff int
@@ -180,6 +186,13 @@ func (s *session) account(b *backend, p *pending) {
 
 // complete takes the reply to request p, which b answered.
 func (s *session) complete(b *backend, p pending, reply []byte) {
+	if p.sent != 0 {
+		t := targetMaster
+		if b.pool.replica {
+			t = targetReplica
+		}
+		s.l.stats.observe(t, p.sent, time.Now().UnixNano())
+	}
 	s.account(b, &p)
 	s.deliver(b, p.seq, reply)
 }

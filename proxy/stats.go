@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"sync/atomic"
+	"time"
 
+	"github.com/replproxy/replproxy/metrics"
 	"github.com/replproxy/replproxy/router"
 )
 
@@ -15,6 +17,26 @@ type loopStats struct {
 	retries        [retryCount]atomic.Int64
 	waits          [waitOutcomeCount]atomic.Int64
 	gateRejections atomic.Int64
+	// latency per target: per-bucket counts (metrics.LatencyBuckets plus
+	// +Inf) and the sum in nanoseconds.
+	latency    [targetCount][maxLatencyBuckets]atomic.Uint64
+	latencySum [targetCount]atomic.Int64
+}
+
+// maxLatencyBuckets bounds the histogram's buckets (+Inf included): an
+// array, so the counters need no allocation; init checks it fits.
+const maxLatencyBuckets = 32
+
+func init() {
+	if len(metrics.LatencyBuckets)+1 > maxLatencyBuckets {
+		panic("proxy: metrics.LatencyBuckets has more buckets than maxLatencyBuckets")
+	}
+}
+
+func (s *loopStats) observe(t target, sentNs, nowNs int64) {
+	d := time.Duration(nowNs - sentNs)
+	s.latency[t][metrics.LatencyBucket(d)].Add(1)
+	s.latencySum[t].Add(int64(d))
 }
 
 type target uint8

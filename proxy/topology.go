@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -315,7 +316,40 @@ func (m *monitor) publishLocked() {
 		snap.Replicas = append(snap.Replicas, r)
 	}
 	sortNodes(snap.Replicas)
+	if prev := m.srv.topo.Load(); prev == nil || topologyChanged(prev, snap) {
+		m.srv.topoChanges.Add(1)
+		if prev != nil {
+			m.srv.log.Info("topology changed", "gen", snap.Gen, "summary", summarize(snap))
+		}
+	}
 	m.srv.topo.Store(snap)
+}
+
+// topologyChanged: the node set, the master's reachability or a replica's
+// eligibility differs.
+func topologyChanged(a, b *router.Snapshot) bool {
+	if a.Master.Reachable != b.Master.Reachable || a.Master.Role != b.Master.Role || len(a.Replicas) != len(b.Replicas) {
+		return true
+	}
+	for i := range a.Replicas {
+		if a.Replicas[i].Addr != b.Replicas[i].Addr || a.Replicas[i].Eligible != b.Replicas[i].Eligible {
+			return true
+		}
+	}
+	return false
+}
+
+func summarize(s *router.Snapshot) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "master %s reachable=%v", s.Master.Addr, s.Master.Reachable)
+	for _, r := range s.Replicas {
+		if r.Eligible {
+			fmt.Fprintf(&b, "; %s eligible", r.Addr)
+		} else {
+			fmt.Fprintf(&b, "; %s %s", r.Addr, r.Reason)
+		}
+	}
+	return b.String()
 }
 
 func sortNodes(ns []router.NodeState) {

@@ -100,10 +100,15 @@ func (l *loop) ackedReplicas(fence int64) int {
 // checkParked answers the WAITs that are satisfied or timed out, and keeps
 // replica offsets coming for the others.
 func (l *loop) checkParked() {
+	now := time.Now()
+	l.checkGateWaiters(now)
+	l.checkSyncWaits(now)
 	if len(l.parked) == 0 {
+		if len(l.gateWaiters) > 0 || len(l.syncWaits) > 0 {
+			l.refreshReplicaOffsets()
+		}
 		return
 	}
-	now := time.Now()
 	kept := l.parked[:0]
 	for _, s := range l.parked {
 		w := s.waiting
@@ -130,7 +135,7 @@ func (l *loop) checkParked() {
 		l.parked[i] = nil
 	}
 	l.parked = kept
-	if len(l.parked) > 0 {
+	if len(l.parked) > 0 || len(l.gateWaiters) > 0 || len(l.syncWaits) > 0 {
 		l.refreshReplicaOffsets()
 	}
 }
