@@ -39,6 +39,14 @@ type settings struct {
 	MinReplicasToWrite int      `yaml:"min-replicas-to-write"`
 	MinReplicasMaxLag  duration `yaml:"min-replicas-max-lag"`
 
+	CausalWait        duration `yaml:"causal-wait"`
+	WriteGate         string   `yaml:"write-gate"`
+	WriteGateTimeout  duration `yaml:"write-gate-timeout"`
+	SyncReplicas      int      `yaml:"sync-replicas"`
+	SyncTimeout       duration `yaml:"sync-timeout"`
+	SyncTimeoutAction string   `yaml:"sync-timeout-action"`
+	ReplicationLink   bool     `yaml:"replication-link"`
+
 	PollInterval  duration   `yaml:"poll-interval"`
 	HealthTimeout duration   `yaml:"health-timeout"`
 	ReadTimeout   duration   `yaml:"read-timeout"`
@@ -61,6 +69,7 @@ type settings struct {
 	ShutdownTimeout   duration `yaml:"shutdown-timeout"`
 
 	MetricsListen string `yaml:"metrics-listen"`
+	Pprof         bool   `yaml:"pprof"`
 	LogFormat     string `yaml:"log-format"`
 	LogLevel      string `yaml:"log-level"`
 }
@@ -75,6 +84,12 @@ func defaultSettings() settings {
 		Consistency:       "causal",
 		MaxLag:            duration(100 * time.Millisecond),
 		MinReplicasMaxLag: duration(10 * time.Second),
+		CausalWait:        duration(2 * time.Millisecond),
+		WriteGate:         "reject",
+		WriteGateTimeout:  duration(100 * time.Millisecond),
+		SyncTimeout:       duration(time.Second),
+		SyncTimeoutAction: "error",
+		ReplicationLink:   true,
 		PollInterval:      duration(100 * time.Millisecond),
 		HealthTimeout:     duration(time.Second),
 		ReadTimeout:       duration(time.Second),
@@ -100,6 +115,7 @@ type options struct {
 	showHelp      bool
 	showVersion   bool
 	metricsListen string // "" disables the metrics server
+	pprof         bool
 	logFormat     string // "text" or "json"
 	logLevel      slog.Level
 }
@@ -127,6 +143,14 @@ func newFlagSet(s *settings, o *options) *flag.FlagSet {
 	fs.IntVar(&s.MinReplicasToWrite, "min-replicas-to-write", s.MinReplicasToWrite, "refuse writes unless this many replicas are within --min-replicas-max-lag (0 = no gate)")
 	fs.Var(&s.MinReplicasMaxLag, "min-replicas-max-lag", "lag bound of the write gate")
 
+	fs.Var(&s.CausalWait, "causal-wait", "how long a causal or linearizable read waits for a replica to catch up before it goes to the master")
+	fs.StringVar(&s.WriteGate, "write-gate", s.WriteGate, "a write failing the gate is rejected at once (`reject`) or held up to --write-gate-timeout (wait)")
+	fs.Var(&s.WriteGateTimeout, "write-gate-timeout", "how long --write-gate wait holds a write")
+	fs.IntVar(&s.SyncReplicas, "sync-replicas", s.SyncReplicas, "release a write's reply only after this many replicas applied it (0 = off)")
+	fs.Var(&s.SyncTimeout, "sync-timeout", "how long a synchronous write waits for its replicas")
+	fs.StringVar(&s.SyncTimeoutAction, "sync-timeout-action", s.SyncTimeoutAction, "on --sync-timeout: `error` (-NOREPLICAS; the write stays applied) or pass (the normal reply)")
+	fs.BoolVar(&s.ReplicationLink, "replication-link", s.ReplicationLink, "run the proxy's own replica link to the master (lag in ms, bounded mode, write gate); --replication-link=false disables it")
+
 	fs.Var(&s.PollInterval, "poll-interval", "how often the topology monitor polls each node")
 	fs.Var(&s.HealthTimeout, "health-timeout", "a node that does not answer a poll within this is unreachable")
 	fs.Var(&s.ReadTimeout, "read-timeout", "a read waiting this long on a replica is re-sent elsewhere and the replica set aside")
@@ -149,6 +173,7 @@ func newFlagSet(s *settings, o *options) *flag.FlagSet {
 	fs.Var(&s.ShutdownTimeout, "shutdown-timeout", "how long a graceful shutdown waits for in-flight requests")
 
 	fs.StringVar(&s.MetricsListen, "metrics-listen", s.MetricsListen, "`address` of the /metrics, /healthz, /readyz HTTP server; \"\" disables it")
+	fs.BoolVar(&s.Pprof, "pprof", s.Pprof, "serve /debug/pprof/ on --metrics-listen")
 	fs.StringVar(&s.LogFormat, "log-format", s.LogFormat, "log `format`: text|json")
 	fs.StringVar(&s.LogLevel, "log-level", s.LogLevel, "log `level`: debug|info|warn|error")
 
@@ -202,6 +227,7 @@ func buildConfig(args []string, lookupFile func(string) ([]byte, error)) (proxy.
 		return proxy.Config{}, opts, err
 	}
 	opts.metricsListen = s.MetricsListen
+	opts.pprof = s.Pprof
 	opts.logFormat = s.LogFormat
 	if err := opts.logLevel.UnmarshalText([]byte(s.LogLevel)); err != nil {
 		return proxy.Config{}, opts, fmt.Errorf("--log-level: %q is not one of debug|info|warn|error", s.LogLevel)
@@ -305,6 +331,9 @@ func (s *settings) validate() error {
 		{"poll-interval", int64(s.PollInterval)},
 		{"health-timeout", int64(s.HealthTimeout)},
 		{"read-timeout", int64(s.ReadTimeout)},
+		{"causal-wait", int64(s.CausalWait)},
+		{"write-gate-timeout", int64(s.WriteGateTimeout)},
+		{"sync-timeout", int64(s.SyncTimeout)},
 	}
 	for _, p := range positive {
 		if p.v <= 0 {
@@ -318,6 +347,7 @@ func (s *settings) validate() error {
 		{"min-replicas-to-write", int64(s.MinReplicasToWrite)},
 		{"loops", int64(s.Loops)},
 		{"timeout", int64(s.Timeout)},
+		{"sync-replicas", int64(s.SyncReplicas)},
 	}
 	for _, p := range nonNegative {
 		if p.v < 0 {
@@ -335,6 +365,15 @@ func (s *settings) validate() error {
 		if int64(p.v) > math.MaxInt {
 			return fmt.Errorf("--%s %s is larger than this platform supports", p.flag, p.v)
 		}
+	}
+	if s.WriteGate != "reject" && s.WriteGate != "wait" {
+		return fmt.Errorf("--write-gate %q: must be reject or wait", s.WriteGate)
+	}
+	if s.SyncTimeoutAction != "error" && s.SyncTimeoutAction != "pass" {
+		return fmt.Errorf("--sync-timeout-action %q: must be error or pass", s.SyncTimeoutAction)
+	}
+	if !s.ReplicationLink && s.MinReplicasToWrite > 0 {
+		return errors.New("--min-replicas-to-write needs the replication link for replica lag: drop --replication-link=false")
 	}
 	if s.ReadBalance != "least-outstanding" && s.ReadBalance != "round-robin" {
 		return fmt.Errorf("--read-balance %q: must be least-outstanding or round-robin", s.ReadBalance)
@@ -395,6 +434,13 @@ func (s *settings) proxyConfig() proxy.Config {
 		ReadTimeout:        time.Duration(s.ReadTimeout),
 		ReadBalance:        s.ReadBalance,
 		AllowCommands:      slices.Clone([]string(s.AllowCommand)),
+		CausalWait:         time.Duration(s.CausalWait),
+		WriteGate:          s.WriteGate,
+		WriteGateTimeout:   time.Duration(s.WriteGateTimeout),
+		SyncReplicas:       s.SyncReplicas,
+		SyncTimeout:        time.Duration(s.SyncTimeout),
+		SyncTimeoutAction:  s.SyncTimeoutAction,
+		NoReplicationLink:  !s.ReplicationLink,
 	}
 }
 
@@ -575,11 +621,11 @@ var flagGroups = []struct {
 	flags []string
 }{
 	{"Topology", []string{"master", "replica", "discover-replicas", "sentinel", "sentinel-master", "upstream-user", "upstream-password"}},
-	{"Consistency and write safety", []string{"consistency", "max-lag", "min-replicas-to-write", "min-replicas-max-lag"}},
+	{"Consistency and write safety", []string{"consistency", "max-lag", "causal-wait", "min-replicas-to-write", "min-replicas-max-lag", "write-gate", "write-gate-timeout", "sync-replicas", "sync-timeout", "sync-timeout-action", "replication-link"}},
 	{"Replica health and routing", []string{"poll-interval", "health-timeout", "read-timeout", "read-balance", "allow-command"}},
 	{"Clients", []string{"listen", "requirepass", "user", "maxclients", "max-dedicated-conns", "timeout"}},
 	{"Limits and performance", []string{"loops", "backend-conns", "max-pipeline", "query-buffer-limit", "output-buffer-limit", "proto-max-bulk-len", "connect-timeout", "shutdown-timeout"}},
-	{"Observability", []string{"metrics-listen", "log-format", "log-level"}},
+	{"Observability", []string{"metrics-listen", "pprof", "log-format", "log-level"}},
 	{"General", []string{"config", "version", "help"}},
 }
 

@@ -50,6 +50,11 @@ func defaultConfig() proxy.Config {
 		HealthTimeout:     time.Second,
 		ReadTimeout:       time.Second,
 		ReadBalance:       "least-outstanding",
+		CausalWait:        2 * time.Millisecond,
+		WriteGate:         "reject",
+		WriteGateTimeout:  100 * time.Millisecond,
+		SyncTimeout:       time.Second,
+		SyncTimeoutAction: "error",
 	}
 }
 

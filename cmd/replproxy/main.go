@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/replproxy/replproxy/metrics"
 	"github.com/replproxy/replproxy/proxy"
 )
 
@@ -75,10 +76,31 @@ func run(args []string, stdout, stderr io.Writer) int {
 		stop()
 	}()
 
-	// TODO(metrics issue): start the /metrics, /healthz, /readyz server on
-	// opts.metricsListen here (skip when it is ""), and shut it down after
-	// Serve returns so /readyz reports not-ready during the drain.
-	_ = opts.metricsListen
+	// The metrics server outlives Serve by a little: it stops after the
+	// proxy has drained, and /readyz fails from the moment the drain starts.
+	metricsCtx, stopMetrics := context.WithCancel(context.Background())
+	defer stopMetrics()
+	metricsDone := make(chan error, 1)
+	if opts.metricsListen != "" {
+		ready := func() error {
+			if ctx.Err() != nil {
+				return errors.New("shutting down")
+			}
+			return srv.Readiness()
+		}
+		addr, wait, err := metrics.Listen(metricsCtx, metrics.ServerConfig{
+			Addr: opts.metricsListen, Registry: metrics.NewRegistry(srv.Stats),
+			Ready: ready, Pprof: opts.pprof, Logger: logger,
+		})
+		if err != nil {
+			logger.Error("cannot start the metrics server", "addr", opts.metricsListen, "err", err)
+			return 1
+		}
+		logger.Info("metrics listening", "addr", addr, "pprof", opts.pprof)
+		go func() { metricsDone <- wait() }()
+	} else {
+		metricsDone <- nil
+	}
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx) }()
@@ -90,6 +112,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitServe(logger, err)
 	}
 	err = <-served
+	stopMetrics()
+	if merr := <-metricsDone; merr != nil {
+		logger.Warn("metrics server", "err", merr)
+	}
 	return exitServe(logger, err)
 }
 
