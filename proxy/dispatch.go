@@ -48,13 +48,21 @@ func (s *session) route(cmd resp.Command, raw []byte, info router.Info) bool {
 		}
 		return s.sendRead(cmd, raw)
 	case router.ClassWrite:
+		if info.Local == router.LocalScriptLoad && len(args) == 3 {
+			s.srv.scripts.Add(args[2])
+		}
+		if info.Name == "info" {
+			s.next.info = true
+		}
+		if !isWrite(info) {
+			// Master-only but not a write (INFO, CONFIG GET, PUBLISH...):
+			// neither gated nor fenced.
+			return s.send(cmd, raw, false, true)
+		}
 		if s.inMulti {
 			s.multiWrites = true // gated at EXEC, as Redis would abort the transaction
 		} else if pass, consumed := s.gate(); !pass {
 			return consumed
-		}
-		if info.Local == router.LocalScriptLoad && len(args) == 3 {
-			s.srv.scripts.Add(args[2])
 		}
 		s.next.fenced, s.next.write = true, true
 		return s.send(cmd, raw, false, true)
@@ -137,6 +145,18 @@ func (s *session) route(cmd resp.Command, raw []byte, info router.Info) bool {
 }
 
 var discardRequest = []byte("*1\r\n$7\r\nDISCARD\r\n")
+
+// isWrite reports the commands that may change the dataset: flagged write,
+// unknown to the table (nothing is harmless by being absent), or scripts and
+// functions that did not declare themselves read-only (their writes are
+// invisible in COMMAND's flags).
+func isWrite(info router.Info) bool {
+	switch info.Name {
+	case "", "eval", "evalsha", "fcall":
+		return true
+	}
+	return info.Flags.Has(router.FlagWrite)
+}
 
 // isEval reports an EVAL or EVAL_RO call: its body is cached when it is a
 // read-only script, so a later EVALSHA of it can go to a replica too.

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -177,3 +178,5 @@ func chanContext(stop <-chan struct{}) context.Context {
 	go func() { <-stop; cancel() }()
 	return ctx
 }
+
+func sprint(v any) string { return fmt.Sprint(v) }

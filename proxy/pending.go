@@ -81,6 +81,8 @@ type pending struct {
 	// sent is when the request was forwarded (unix ns), for the latency
 	// histogram.
 	sent int64
+	// info: an INFO reply, which gets the proxy's own section appended.
+	info bool
 }
 
 // replySlot holds a reply that completed before an earlier one of the same

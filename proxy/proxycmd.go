@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"bytes"
+	"strconv"
 	"time"
 
 	"github.com/replproxy/replproxy/resp"
@@ -112,9 +114,13 @@ func (s *session) appendNode(b []byte, n *router.NodeState, ok bool) []byte {
 	b = kvBool(b, "reachable", n.Reachable, p)
 	b = kvBool(b, "link_up", n.LinkUp || n.Role == "master", p)
 	b = kvString(b, "replid", n.ReplID)
+	lagBytes, lagMs := n.LagBytes, n.LagMs
+	if n.Role == "master" {
+		lagBytes, lagMs = 0, 0
+	}
 	b = kvInt(b, "offset", n.Offset)
-	b = kvInt(b, "lag_bytes", n.LagBytes)
-	b = kvInt(b, "lag_ms", n.LagMs)
+	b = kvInt(b, "lag_bytes", lagBytes)
+	b = kvInt(b, "lag_ms", lagMs)
 	b = kvBool(b, "eligible", ok, p)
 	b = kvString(b, "reason", n.Reason)
 	seen := int64(-1)
@@ -146,4 +152,63 @@ func kvBool(b []byte, k string, v bool, proto int) []byte {
 		n = 1
 	}
 	return resp.AppendInt(b, n)
+}
+
+// appendProxyInfoSection returns the master's INFO reply with a "# Proxy"
+// section added, re-encoded with the reply's own type (bulk in RESP2,
+// verbatim "txt:" in RESP3). Clients that look for role: still find the
+// master's "role:master": through the proxy the deployment is one master.
+func (s *session) appendProxyInfoSection(reply []byte) []byte {
+	if len(reply) < 4 || (reply[0] != '$' && reply[0] != '=') {
+		return reply
+	}
+	i := skipLine(reply, 0)
+	if i > len(reply) || len(reply) < i+2 {
+		return reply
+	}
+	body := reply[i : len(reply)-2]
+	if reply[0] == '=' && len(body) >= 4 {
+		body = body[4:] // "txt:"
+	}
+	var b []byte
+	b = append(b, body...)
+	if !bytes.HasSuffix(b, []byte("\r\n")) {
+		b = append(b, "\r\n"...)
+	}
+	b = append(b, "\r\n# Proxy\r\n"...)
+	b = append(b, "proxy_version:"...)
+	b = append(b, Version...)
+	b = append(b, "\r\nproxy_listen:"...)
+	b = append(b, s.srv.Addr()...)
+	b = append(b, "\r\nproxy_consistency:"...)
+	b = append(b, s.srv.consistency.String()...)
+	b = append(b, "\r\nproxy_connected_clients:"...)
+	b = strconv.AppendInt(b, s.srv.clients.Load(), 10)
+	eligible, total := 0, 0
+	if snap := s.srv.topo.Load(); snap != nil {
+		for i := range snap.Replicas {
+			total++
+			if snap.Replicas[i].Eligible {
+				eligible++
+			}
+		}
+	}
+	b = append(b, "\r\nproxy_replicas:"...)
+	b = strconv.AppendInt(b, int64(total), 10)
+	b = append(b, "\r\nproxy_replicas_eligible:"...)
+	b = strconv.AppendInt(b, int64(eligible), 10)
+	b = append(b, "\r\nproxy_causal_fence:"...)
+	b = strconv.AppendInt(b, s.srv.fence.Load(), 10)
+	if l := s.srv.link; l != nil {
+		b = append(b, "\r\nproxy_stream_offset:"...)
+		b = strconv.AppendInt(b, l.Offset(), 10)
+	}
+	b = append(b, "\r\n"...)
+	if reply[0] == '=' {
+		out := resp.AppendVerbatim(s.scratch[:0], "txt", string(b), 3)
+		s.scratch = out
+		return out
+	}
+	s.scratch = resp.AppendBulk(s.scratch[:0], b)
+	return s.scratch
 }

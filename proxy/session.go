@@ -194,6 +194,9 @@ func (s *session) complete(b *backend, p pending, reply []byte) {
 		s.l.stats.observe(t, p.sent, time.Now().UnixNano())
 	}
 	s.account(b, &p)
+	if p.info {
+		reply = s.appendProxyInfoSection(reply)
+	}
 	s.deliver(b, p.seq, reply)
 }
 
