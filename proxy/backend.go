@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -107,6 +108,11 @@ func (b *backend) connect(addr, user, pass string, timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	conn, err := dialBackend(ctx, addr, user, pass, b.proto, timeout)
+	if err == nil && b.pool.replica {
+		if err = verifyReplica(conn, timeout); err != nil {
+			conn.Close()
+		}
+	}
 	if err == nil {
 		var ch <-chan gnet.RegisteredResult
 		ch, err = b.l.el.Enroll(gnet.NewContext(context.Background(), b), conn)
@@ -562,3 +568,27 @@ func roundTrip(conn net.Conn, req []byte, timeout time.Duration) ([]byte, error)
 }
 
 var errHandshake = errors.New("backend handshake refused")
+
+// errReplicaNotReady: a new connection found the replica unable to serve.
+var errReplicaNotReady = errors.New("replica not ready")
+
+// verifyReplica checks, before a new replica connection carries any read,
+// that the replica is in sync with its master right now. The monitor's
+// snapshot can be up to a poll interval old; a replica restarted in that
+// time (empty, link down, about to full-sync) must not be read from.
+func verifyReplica(conn net.Conn, timeout time.Duration) error {
+	reply, err := roundTrip(conn, resp.AppendCommandStrings(nil, "INFO", "replication", "persistence"), timeout)
+	if err != nil {
+		return err
+	}
+	if reply[0] == '-' {
+		return fmt.Errorf("%w: %s", errReplicaNotReady, reply[1:len(reply)-2])
+	}
+	text := string(reply)
+	for _, want := range []string{"role:slave", "master_link_status:up", "master_sync_in_progress:0", "loading:0"} {
+		if !strings.Contains(text, want+"\r\n") {
+			return fmt.Errorf("%w: no %q", errReplicaNotReady, want)
+		}
+	}
+	return nil
+}

@@ -268,6 +268,9 @@ func (l *loop) demote(p *nodePool, why string) {
 	}
 	p.demotedAt = time.Now()
 	p.knownOffset = -1
+	// Other loops may have no connection to it and would not notice: the
+	// monitor takes it out of every loop's snapshot until it polls it again.
+	l.srv.mon.demote(p.addr, p.demotedAt)
 }
 
 func (l *loop) markSession(s *session) {

@@ -31,6 +31,10 @@ type monitor struct {
 	ctx      context.Context
 	// masterRunID is the master process last seen (INFO server run_id).
 	masterRunID string
+	// demoted: a loop saw a replica fail at that time; it stays ineligible
+	// until a poll that started after it.
+	demoted map[string]time.Time
+	kick    map[string]chan struct{}
 	wg          sync.WaitGroup
 }
 
@@ -42,6 +46,8 @@ func newMonitor(s *Server) *monitor {
 		replicas: make(map[string]*router.NodeState),
 		static:   make(map[string]bool),
 		pollers:  make(map[string]context.CancelFunc),
+		demoted:  make(map[string]time.Time),
+		kick:     make(map[string]chan struct{}),
 	}
 	m.master = router.NodeState{Addr: s.cfg.Master, Role: "", Offset: -1, LagBytes: -1, LagMs: -1, Reason: "unreachable"}
 	for _, r := range s.cfg.Replicas {
@@ -75,11 +81,32 @@ func (m *monitor) spawnLocked(addr string, isMaster bool) {
 	}
 	ctx, cancel := context.WithCancel(m.ctx)
 	m.pollers[addr] = cancel
+	kick := make(chan struct{}, 1)
+	m.kick[addr] = kick
 	m.wg.Add(1)
-	go m.poll(ctx, addr, isMaster)
+	go m.poll(ctx, addr, isMaster, kick)
 }
 
-func (m *monitor) poll(ctx context.Context, addr string, isMaster bool) {
+// demote takes a replica out of the published snapshot at once, after a
+// loop saw it fail, and asks its poller to look at it now.
+func (m *monitor) demote(addr string, at time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.replicas[addr] == nil {
+		return
+	}
+	if prev, ok := m.demoted[addr]; ok && !at.After(prev) {
+		return
+	}
+	m.demoted[addr] = at
+	m.publishLocked()
+	select {
+	case m.kick[addr] <- struct{}{}:
+	default:
+	}
+}
+
+func (m *monitor) poll(ctx context.Context, addr string, isMaster bool, kick <-chan struct{}) {
 	defer m.wg.Done()
 	rc := redis.NewClient(&redis.Options{
 		Addr:            addr,
@@ -113,6 +140,7 @@ func (m *monitor) poll(ctx context.Context, addr string, isMaster bool) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-kick:
 		}
 	}
 }
@@ -298,8 +326,15 @@ func (m *monitor) publishLocked() {
 			}
 		}
 		r.LagMs = m.srv.lagMs(r.Offset)
+		demoted, isDemoted := m.demoted[r.Addr]
+		if isDemoted && r.Seen.After(demoted) {
+			delete(m.demoted, r.Addr)
+			isDemoted = false
+		}
 		switch {
 		case r.Reason != "":
+		case isDemoted:
+			r.Reason = "failed a read; awaiting the next poll"
 		case !r.LinkUp:
 			r.Reason = "link down"
 		case r.Syncing:
