@@ -35,7 +35,7 @@ type monitor struct {
 	// until a poll that started after it.
 	demoted map[string]time.Time
 	kick    map[string]chan struct{}
-	wg          sync.WaitGroup
+	wg      sync.WaitGroup
 }
 
 func newMonitor(s *Server) *monitor {
@@ -258,7 +258,10 @@ func (m *monitor) updateReplica(addr string, f map[string]string, start time.Tim
 	}
 	st.Seen = start
 	if err != nil {
-		*st = router.NodeState{Addr: addr, Offset: -1, LagBytes: -1, LagMs: -1, Reason: "unreachable", Seen: st.Seen}
+		// Keep what it last said (offset, history): the lag of a replica
+		// that stopped answering keeps growing from its last known offset,
+		// which is what an operator needs to see.
+		st.Reachable, st.LinkUp, st.Reason = false, false, "unreachable"
 		m.publishLocked()
 		return
 	}
