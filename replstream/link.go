@@ -1,0 +1,526 @@
+package replstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/replproxy/replproxy/resp"
+)
+
+// Link states, as Stats.State reports them.
+const (
+	StateConnecting = "connecting" // dialing the master
+	StateHandshake  = "handshake"  // PING/AUTH/REPLCONF/PSYNC
+	StateSync       = "sync"       // skipping the RDB of a full resync
+	StateStreaming  = "streaming"  // following the command stream
+	StateDown       = "down"       // not running, or waiting to reconnect
+)
+
+// Link is the proxy's own replica connection to the master. Run owns the
+// connection on one goroutine; every other method is safe for concurrent use
+// from any goroutine, never blocks on the link, and reads published state
+// with atomic loads (Offset, ReplID, Connected, TimeAt, LagMs never allocate).
+// A Link must not be copied.
+type Link struct {
+	cfg   Config
+	epoch time.Time // time origin of the time index (monotonic clock)
+
+	hist      atomic.Pointer[history] // nil before the first sync
+	connected atomic.Bool
+	status    atomic.Pointer[status]
+
+	fullSyncs      atomic.Uint64
+	partialSyncs   atomic.Uint64
+	reconnects     atomic.Uint64
+	historyResets  atomic.Uint64
+	masterRestarts atomic.Uint64
+	bytesReceived  atomic.Uint64
+
+	changes chan struct{}
+	running atomic.Bool
+
+	r runner // Run's state; survives between Runs
+}
+
+// history is one replication history as the link follows it: an ID, the
+// offset reached in it, and the time index and backlog of its bytes. It is
+// published whole through Link.hist, so a reader's ReplID, Offset, TimeAt
+// and Backlog come from the same history. A +CONTINUE with a new ID gets a
+// new history sharing the index and backlog (offsets continue); a full
+// resync gets fresh ones. Only the link goroutine writes offset.
+type history struct {
+	replid  string
+	offset  atomic.Int64
+	times   *timeIndex
+	backlog *backlog
+}
+
+// status is the slowly changing part of Stats, replaced whole on change.
+type status struct {
+	state       string
+	lastError   string
+	lastSync    time.Time
+	masterRunID string
+	rdbBytes    int64
+	rdbDiskless bool
+}
+
+// Stats is a snapshot of the link's state and counters.
+type Stats struct {
+	State  string // StateConnecting, StateHandshake, StateSync, StateStreaming, StateDown
+	ReplID string // as ReplID()
+	Offset int64  // as Offset()
+
+	FullSyncs    uint64 // completed full resyncs (+FULLRESYNC and its RDB skipped)
+	PartialSyncs uint64 // +CONTINUE answers
+	// Reconnects counts connections established after the first one.
+	Reconnects uint64
+	// HistoryResets counts +FULLRESYNC answers to an offset lower than the
+	// link's: the master lost writes the link had seen. A new replid with
+	// a lower offset is a master restarted without persistence (the seed
+	// hazard); the same replid with a lower offset, a master restored from
+	// an older RDB. A full resync to a higher offset (the link fell out of
+	// the master's backlog) is not a reset. Each one fires Changes as soon
+	// as the answer arrives, before the RDB transfer.
+	HistoryResets uint64
+	// MasterRestarts counts handshakes that found a run_id different from
+	// the previous one (learned from INFO server).
+	MasterRestarts uint64
+	BytesReceived  uint64 // every byte read from the master, RDBs included
+
+	LastError   string    // the error that ended the last session, "" if none yet
+	LastSync    time.Time // when the last full or partial sync completed
+	MasterRunID string    // the master's run_id, "" if INFO was refused
+	RDBBytes    int64     // payload size of the last full resync's RDB
+	RDBDiskless bool      // whether it came as a diskless ($EOF:) transfer
+}
+
+// New checks cfg and returns a Link that does nothing until Run.
+func New(cfg Config) (*Link, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	l := &Link{
+		cfg:     cfg,
+		epoch:   time.Now(),
+		changes: make(chan struct{}, 1),
+	}
+	l.status.Store(&status{state: StateDown})
+	l.r = runner{
+		l:      l,
+		log:    cfg.Logger.With("master", cfg.Master),
+		parser: resp.NewRequestParser(resp.DefaultLimits()),
+		scan:   resp.NewReplyScanner(resp.DefaultLimits()),
+	}
+	return l, nil
+}
+
+// Run connects to the master and follows its replication stream until ctx
+// is done, reconnecting forever (backing off up to ReconnectBackoffMax) and
+// resuming with PSYNC <replid> <offset+1> so a dropped connection continues
+// with +CONTINUE. It returns nil once ctx is done, or ErrRunning if another
+// Run is in progress. Run may be called again after it returned; the
+// history (replid, offset, time index, backlog) is kept.
+func (l *Link) Run(ctx context.Context) error {
+	if !l.running.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
+	defer l.running.Store(false)
+	r := &l.r
+	backoff := time.Duration(0)
+	for {
+		streamed, err := r.session(ctx)
+		l.connected.Store(false)
+		if ctx.Err() != nil {
+			l.setStatus(func(s *status) { s.state = StateDown })
+			return nil
+		}
+		r.noteError(err)
+		if streamed || backoff == 0 {
+			backoff = minReconnectBackoff
+		} else {
+			backoff = min(2*backoff, l.cfg.ReconnectBackoffMax)
+		}
+		backoff = min(backoff, l.cfg.ReconnectBackoffMax)
+		// ±20% jitter, so proxies that lost the master together do not
+		// come back in lockstep.
+		wait := backoff - backoff/5 + rand.N(2*backoff/5+1)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Offset returns the replication offset of the last stream byte processed
+// (complete commands only), or -1 before the first sync. During a full
+// resync it still reports the previous history until the RDB is skipped.
+func (l *Link) Offset() int64 {
+	h := l.hist.Load()
+	if h == nil {
+		return -1
+	}
+	return h.offset.Load()
+}
+
+// ReplID returns the replication ID the offsets belong to ("" before the
+// first sync).
+func (l *Link) ReplID() string {
+	if h := l.hist.Load(); h != nil {
+		return h.replid
+	}
+	return ""
+}
+
+// Position returns ReplID and Offset as one consistent pair.
+func (l *Link) Position() (replid string, offset int64) {
+	h := l.hist.Load()
+	if h == nil {
+		return "", -1
+	}
+	return h.replid, h.offset.Load()
+}
+
+// Connected reports whether the link is following the stream right now.
+func (l *Link) Connected() bool { return l.connected.Load() }
+
+// TimeAt returns when the link received the stream byte at offset off+1,
+// i.e. when the master's offset first went past off (as seen from here: a
+// byte that was produced while the link was down is dated when it arrived
+// after the reconnection). ok is false when off is older than the time
+// index, or >= Offset(). Never allocates.
+func (l *Link) TimeAt(off int64) (time.Time, bool) {
+	h := l.hist.Load()
+	if h == nil || off < 0 || off >= h.offset.Load() {
+		return time.Time{}, false
+	}
+	at, ok := h.times.lookup(off)
+	if !ok {
+		return time.Time{}, false
+	}
+	return l.epoch.Add(time.Duration(at)), true
+}
+
+// LagMs returns how stale a replica whose applied offset is applied is, in
+// milliseconds: 0 when applied >= Offset() (caught up as far as the link
+// knows), else now - TimeAt(applied), the age of the oldest write the
+// replica lacks; -1 when unknown (applied < 0, no sync yet, older than the
+// time index). The caller must check the replica follows ReplID(): offsets
+// of another history mean nothing here. Never allocates.
+func (l *Link) LagMs(applied int64, now time.Time) int64 {
+	h := l.hist.Load()
+	if h == nil || applied < 0 {
+		return -1
+	}
+	if applied >= h.offset.Load() {
+		return 0
+	}
+	at, ok := h.times.lookup(applied)
+	if !ok {
+		return -1
+	}
+	return max(0, now.Sub(l.epoch.Add(time.Duration(at))).Milliseconds())
+}
+
+// Backlog appends to dst the stream bytes after offset from (exclusive) up
+// to Offset(): whole commands, exactly as the master sent them. ok is false,
+// and dst is returned unchanged, when those bytes are no longer in the
+// backlog (or from is beyond Offset()).
+func (l *Link) Backlog(dst []byte, from int64) ([]byte, bool) {
+	h := l.hist.Load()
+	if h == nil {
+		return dst, false
+	}
+	return h.backlog.appendTo(dst, from)
+}
+
+// Changes returns a channel that receives (non-blocking send, capacity 1)
+// after every history change: a full resync starting (when it rewinds the
+// offset: HistoryResets) and completing, +CONTINUE with a new replication
+// ID, a master restart seen by its run_id. Receivers re-read the state; one
+// receive may stand for several changes.
+func (l *Link) Changes() <-chan struct{} { return l.changes }
+
+// Stats returns a snapshot of the link's state and counters.
+func (l *Link) Stats() Stats {
+	s := l.status.Load()
+	replid, off := l.Position()
+	return Stats{
+		State:          s.state,
+		ReplID:         replid,
+		Offset:         off,
+		FullSyncs:      l.fullSyncs.Load(),
+		PartialSyncs:   l.partialSyncs.Load(),
+		Reconnects:     l.reconnects.Load(),
+		HistoryResets:  l.historyResets.Load(),
+		MasterRestarts: l.masterRestarts.Load(),
+		BytesReceived:  l.bytesReceived.Load(),
+		LastError:      s.lastError,
+		LastSync:       s.lastSync,
+		MasterRunID:    s.masterRunID,
+		RDBBytes:       s.rdbBytes,
+		RDBDiskless:    s.rdbDiskless,
+	}
+}
+
+func (l *Link) notifyChange() {
+	select {
+	case l.changes <- struct{}{}:
+	default:
+	}
+}
+
+// setStatus publishes a modified copy of the status. Link goroutine only
+// (one writer, so no compare-and-swap is needed).
+func (l *Link) setStatus(f func(*status)) {
+	s := *l.status.Load()
+	f(&s)
+	l.status.Store(&s)
+}
+
+// runner is the state of the goroutine running Run: the connection, its
+// buffers and parsers. Not safe for concurrent use.
+type runner struct {
+	l   *Link
+	log *slog.Logger
+
+	conn         net.Conn
+	buf          []byte // read buffer: unprocessed bytes are buf[rd:w]
+	rd, w        int
+	need         int // bytes the frame at buf[rd:] needs at least (0: unknown)
+	readDeadline time.Time
+	wbuf         []byte
+
+	parser *resp.RequestParser
+	scan   *resp.ReplyScanner
+	rdb    rdbSkipper
+
+	hist     *history // == l.hist.Load(), kept here for the writer
+	off      int64    // == hist.offset, the writer's copy
+	runID    string
+	everConn bool
+	lastErr  string
+
+	lastRecv time.Time
+	nextAck  time.Time
+}
+
+const (
+	readChunkBytes = 64 << 10 // read buffer size in the steady state
+	minReadBytes   = 4 << 10  // compact or grow when less room than this is left
+)
+
+// session runs one connection: dial, handshake, sync, stream. streamed
+// reports whether it got as far as streaming (the backoff restarts then).
+func (r *runner) session(ctx context.Context) (streamed bool, err error) {
+	l := r.l
+	l.setStatus(func(s *status) { s.state = StateConnecting })
+	d := net.Dialer{Timeout: l.cfg.DialTimeout}
+	conn, err := d.DialContext(ctx, "tcp", l.cfg.Master)
+	if err != nil {
+		return false, err
+	}
+	if r.everConn {
+		l.reconnects.Add(1)
+	}
+	r.everConn = true
+	r.conn = conn
+	// Closing is the only way to interrupt a blocked Read when ctx ends.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer func() {
+		stop()
+		conn.Close()
+		r.conn = nil
+		r.rd, r.w, r.need = 0, 0, 0
+		r.parser.Reset()
+		r.readDeadline = time.Time{}
+	}()
+
+	l.setStatus(func(s *status) { s.state = StateHandshake })
+	rep, err := r.handshake()
+	if err != nil {
+		return false, err
+	}
+	switch rep.kind {
+	case psyncContinue:
+		if err := r.continued(rep); err != nil {
+			return false, err
+		}
+	case psyncFull:
+		if err := r.fullResync(rep); err != nil {
+			return false, err
+		}
+	}
+	l.setStatus(func(s *status) {
+		s.state = StateStreaming
+		s.lastSync = time.Now()
+	})
+	l.connected.Store(true)
+	return true, r.stream()
+}
+
+// continued adopts a +CONTINUE answer.
+func (r *runner) continued(rep psyncReply) error {
+	l := r.l
+	h := r.hist
+	if h == nil {
+		return fmt.Errorf("%w: +CONTINUE answered PSYNC ? -1", ErrProtocol)
+	}
+	l.partialSyncs.Add(1)
+	if rep.replid != "" && rep.replid != h.replid {
+		// The master changed history (a failover, a REPLICAOF NO ONE)
+		// and knows ours up to our offset: offsets continue.
+		nh := &history{replid: rep.replid, times: h.times, backlog: h.backlog}
+		nh.offset.Store(r.off)
+		r.hist = nh
+		l.hist.Store(nh)
+		r.log.Info("replstream: partial resync with a new replication ID", "old_replid", h.replid, "new_replid", rep.replid, "offset", r.off)
+		l.notifyChange()
+		return nil
+	}
+	r.log.Info("replstream: partial resync", "replid", h.replid, "offset", r.off)
+	return nil
+}
+
+// fullResync skips the RDB that follows +FULLRESYNC and starts a new history
+// at the announced offset.
+func (r *runner) fullResync(rep psyncReply) error {
+	l := r.l
+	if old := r.hist; old != nil && rep.offset < r.off {
+		// The seed hazard: the master's offset went backwards, so
+		// writes the link (and the replicas) saw are gone from it. Say so
+		// now, while the replicas are still transferring, not after.
+		l.historyResets.Add(1)
+		r.log.Warn("replstream: MASTER HISTORY RESET: full resync to a lower offset; writes after it are lost on the master and replicas will drop them",
+			"old_replid", old.replid, "old_offset", r.off, "new_replid", rep.replid, "new_offset", rep.offset)
+		l.notifyChange()
+	}
+	l.setStatus(func(s *status) { s.state = StateSync })
+	r.log.Info("replstream: full resync", "replid", rep.replid, "offset", rep.offset)
+	r.rdb.reset()
+	for {
+		n, done, err := r.rdb.feed(r.buf[r.rd:r.w])
+		r.rd += n
+		if err != nil {
+			return fmt.Errorf("RDB transfer: %w", err)
+		}
+		if done {
+			break
+		}
+		if err := r.readWithTimeout(); err != nil {
+			return fmt.Errorf("RDB transfer: %w", err)
+		}
+	}
+	h := &history{
+		replid:  rep.replid,
+		times:   newTimeIndex(l.cfg.TimeIndexSize),
+		backlog: newBacklog(l.cfg.BacklogBytes, rep.offset),
+	}
+	// The lower bound of the window: the stream starts after this offset.
+	h.times.push(rep.offset, int64(time.Since(l.epoch)))
+	h.offset.Store(rep.offset)
+	r.hist, r.off = h, rep.offset
+	r.parser.Reset()
+	l.hist.Store(h)
+	l.fullSyncs.Add(1)
+	l.setStatus(func(s *status) {
+		s.rdbBytes = r.rdb.payloadBytes
+		s.rdbDiskless = r.rdb.diskless
+	})
+	r.log.Info("replstream: RDB skipped, streaming", "rdb_bytes", r.rdb.payloadBytes, "diskless", r.rdb.diskless, "keepalives", r.rdb.keepalives)
+	l.notifyChange()
+	return nil
+}
+
+// noteRunID records the run_id INFO reported and detects a restart.
+func (r *runner) noteRunID(id string) {
+	if id == "" || id == r.runID {
+		return
+	}
+	if r.runID != "" {
+		r.l.masterRestarts.Add(1)
+		r.log.Warn("replstream: master restarted (run_id changed)", "old_run_id", r.runID, "new_run_id", id)
+		r.l.notifyChange()
+	}
+	r.runID = id
+	r.l.setStatus(func(s *status) { s.masterRunID = id })
+}
+
+// noteError records why a session ended. A repeated error is logged at
+// debug level: a master that stays down must not flood the log.
+func (r *runner) noteError(err error) {
+	if err == nil {
+		err = errors.New("session ended")
+	}
+	msg := err.Error()
+	r.l.setStatus(func(s *status) {
+		s.state = StateDown
+		s.lastError = msg
+	})
+	if msg != r.lastErr {
+		r.log.Warn("replstream: link lost", "err", msg)
+	} else {
+		r.log.Debug("replstream: link lost", "err", msg)
+	}
+	r.lastErr = msg
+}
+
+// read reads once into the buffer, making room first.
+func (r *runner) read() (int, error) {
+	r.makeRoom()
+	n, err := r.conn.Read(r.buf[r.w:])
+	if n > 0 {
+		r.w += n
+		r.lastRecv = time.Now()
+		r.l.bytesReceived.Add(uint64(n))
+	}
+	return n, err
+}
+
+// makeRoom ensures at least minReadBytes of free space after w and room for
+// the whole frame being parsed (r.need bytes from rd).
+func (r *runner) makeRoom() {
+	if r.rd == r.w {
+		r.rd, r.w = 0, 0
+		if r.need == 0 && len(r.buf) > 4*readChunkBytes {
+			// Give back what one huge command made us allocate.
+			r.buf = nil
+		}
+	}
+	if len(r.buf)-r.w >= minReadBytes && len(r.buf)-r.rd >= r.need {
+		return
+	}
+	if r.rd > 0 {
+		r.w = copy(r.buf, r.buf[r.rd:r.w])
+		r.rd = 0
+	}
+	if len(r.buf)-r.w >= minReadBytes && len(r.buf) >= r.need {
+		return
+	}
+	size := max(r.need+minReadBytes, r.w+readChunkBytes)
+	nb := make([]byte, size)
+	copy(nb, r.buf[:r.w])
+	r.buf = nb
+}
+
+// write sends p with a ReadTimeout deadline.
+func (r *runner) write(p []byte) error {
+	if err := r.conn.SetWriteDeadline(time.Now().Add(r.l.cfg.ReadTimeout)); err != nil {
+		return err
+	}
+	_, err := r.conn.Write(p)
+	return err
+}
+
+func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }

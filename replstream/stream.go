@@ -1,0 +1,141 @@
+package replstream
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/replproxy/replproxy/resp"
+)
+
+// ackCommand is the only acknowledgement the link ever sends. Offset 0 keeps
+// it out of WAIT and of every "has this replica caught up" test on the
+// master; see doc.go for why and for what it still does.
+var ackCommand = resp.AppendCommandStrings(nil, "REPLCONF", "ACK", "0")
+
+// stream follows the command stream until the connection fails: it consumes
+// whole commands, advancing the offset by their exact byte length, answers
+// REPLCONF GETACK and acks every AckInterval.
+func (r *runner) stream() error {
+	cfg := &r.l.cfg
+	// First ack now: after a diskless transfer the master starts the
+	// stream only once the replica acks (repl_start_cmd_stream_on_ack).
+	now := time.Now()
+	if err := r.ack(now); err != nil {
+		return err
+	}
+	if r.rd < r.w {
+		// Stream bytes that came with the PSYNC answer or the RDB's end.
+		if err := r.consume(now); err != nil {
+			return err
+		}
+	}
+	for {
+		now := time.Now()
+		if !now.Before(r.nextAck) {
+			if err := r.ack(now); err != nil {
+				return err
+			}
+		}
+		// One deadline serves both timers; it changes about once per
+		// AckInterval, not per read.
+		dl := r.nextAck
+		if rt := r.lastRecv.Add(cfg.ReadTimeout); rt.Before(dl) {
+			dl = rt
+		}
+		if !dl.Equal(r.readDeadline) {
+			if err := r.conn.SetReadDeadline(dl); err != nil {
+				return err
+			}
+			r.readDeadline = dl
+		}
+		n, err := r.read()
+		if n > 0 {
+			if err := r.consume(r.lastRecv); err != nil {
+				return err
+			}
+		}
+		if err != nil {
+			if isTimeout(err) {
+				if time.Since(r.lastRecv) < cfg.ReadTimeout {
+					continue // the ack timer fired
+				}
+				return fmt.Errorf("%w (%v)", ErrReadTimeout, cfg.ReadTimeout)
+			}
+			return err
+		}
+	}
+}
+
+// consume processes the complete commands in buf[rd:w] that arrived at
+// time now, and publishes the new offset, backlog bytes and time sample.
+func (r *runner) consume(now time.Time) error {
+	h := r.hist
+	data := r.buf[r.rd:r.w]
+	off := r.off
+	i, start := 0, 0
+	getack := false
+	var perr error // commands before a bad byte are still published
+	for i < len(data) {
+		if data[i] == '\n' {
+			// An out-of-band keep-alive at a command boundary: some
+			// Redis versions send one a second to sub-replicas while
+			// their own master link is down (replicationCron,
+			// "is_subslave"). It is not part of the master's stream and
+			// is not counted in any offset.
+			h.backlog.write(data[start:i])
+			i++
+			start = i
+			continue
+		}
+		if data[i] != '*' {
+			perr = fmt.Errorf("%w: stream byte %q at offset %d is not the start of a multibulk command", ErrProtocol, data[i], off+1)
+			break
+		}
+		cmd, n, err := r.parser.Parse(data[i:])
+		if err != nil {
+			perr = fmt.Errorf("%w: stream at offset %d: %w", ErrProtocol, off+1, err)
+			break
+		}
+		if n == 0 {
+			r.need = r.parser.Need()
+			break
+		}
+		r.need = 0
+		if isGetAck(cmd.Args) {
+			getack = true
+		}
+		i += n
+		off += int64(n)
+	}
+	h.backlog.write(data[start:i])
+	r.rd += i
+	// Order matters for lock-free readers: the time sample covering the new
+	// bytes and the bytes themselves are published before the offset, so a
+	// reader that sees the offset also finds both.
+	h.times.push(off+int64(len(data)-i), int64(now.Sub(r.l.epoch)))
+	h.backlog.publish()
+	h.offset.Store(off)
+	r.off = off
+	if perr != nil {
+		return perr
+	}
+	if getack {
+		return r.ack(now)
+	}
+	return nil
+}
+
+// isGetAck reports REPLCONF GETACK, the master asking for an ack now (for a
+// WAIT, a FAILOVER or a SHUTDOWN waiting for its replicas).
+func isGetAck(args [][]byte) bool {
+	return len(args) >= 2 && resp.EqualFold(args[0], "REPLCONF") && resp.EqualFold(args[1], "GETACK")
+}
+
+// ack sends REPLCONF ACK 0 and schedules the next periodic one.
+func (r *runner) ack(now time.Time) error {
+	r.nextAck = now.Add(r.l.cfg.AckInterval)
+	if err := r.write(ackCommand); err != nil {
+		return fmt.Errorf("REPLCONF ACK: %w", err)
+	}
+	return nil
+}

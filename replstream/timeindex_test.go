@@ -1,0 +1,224 @@
+package replstream
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+func TestTimeIndexLookup(t *testing.T) {
+	x := newTimeIndex(4)
+	if _, ok := x.lookup(0); ok {
+		t.Fatal("empty index answered")
+	}
+	x.push(100, 1) // lower bound: the stream starts after offset 100
+	if _, ok := x.lookup(100); ok {
+		t.Fatal("index with only its lower bound answered")
+	}
+	x.push(110, 2)
+	x.push(110, 99) // no progress: dropped
+	x.push(105, 99) // backwards: dropped
+	x.push(130, 3)
+	for _, tc := range []struct {
+		off int64
+		at  int64
+		ok  bool
+	}{
+		{99, 0, false},  // before the window
+		{100, 2, true},  // byte 101 came with the second sample
+		{109, 2, true},  // byte 110 too
+		{110, 3, true},  // byte 111 with the third
+		{129, 3, true},  // byte 130
+		{130, 0, false}, // byte 131 has not arrived
+	} {
+		at, ok := x.lookup(tc.off)
+		if at != tc.at || ok != tc.ok {
+			t.Errorf("lookup(%d) = %d, %v; want %d, %v", tc.off, at, ok, tc.at, tc.ok)
+		}
+	}
+	// Four samples kept: two more drop the sample 100, and 110 becomes
+	// the lower bound.
+	x.push(140, 4)
+	x.push(150, 5)
+	if _, ok := x.lookup(109); ok {
+		t.Error("lookup(109) answered after its sample was dropped")
+	}
+	if at, ok := x.lookup(110); !ok || at != 3 {
+		t.Errorf("lookup(110) = %d, %v; want 3", at, ok)
+	}
+	if at, ok := x.lookup(130); !ok || at != 4 {
+		t.Errorf("lookup(130) = %d, %v; want 4", at, ok)
+	}
+	if at, ok := x.lookup(149); !ok || at != 5 {
+		t.Errorf("lookup(149) = %d, %v; want 5", at, ok)
+	}
+}
+
+// TestTimeIndexConcurrent: readers racing a writer that laps a small ring
+// many times only ever get correct answers. Sample i has end 10*i and time i,
+// so byte off+1 arrived at time off/10+1.
+func TestTimeIndexConcurrent(t *testing.T) {
+	x := newTimeIndex(8)
+	const samples = 200000
+	var head atomic.Int64
+	var wg sync.WaitGroup
+	var answered atomic.Int64
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				h := head.Load()
+				if h >= samples {
+					return
+				}
+				off := max(0, 10*h-int64(rand.IntN(100)))
+				at, ok := x.lookup(off)
+				if ok {
+					answered.Add(1)
+					if at != off/10+1 {
+						t.Errorf("lookup(%d) = %d, want %d", off, at, off/10+1)
+						return
+					}
+				}
+			}
+		}()
+	}
+	for i := range int64(samples) {
+		x.push(10*i, i)
+		head.Store(i)
+	}
+	head.Store(samples)
+	wg.Wait()
+	if answered.Load() == 0 {
+		t.Error("readers never got an answer")
+	}
+}
+
+func TestBacklog(t *testing.T) {
+	const base = 1000
+	b := newBacklog(100, base) // segments of 25 bytes, 5 slots
+	if got, ok := b.appendTo(nil, base); !ok || len(got) != 0 {
+		t.Fatalf("empty backlog from its base = %q, %v", got, ok)
+	}
+	if _, ok := b.appendTo(nil, base-1); ok {
+		t.Fatal("answered before its base")
+	}
+	var all []byte
+	rng := rand.New(rand.NewPCG(1, 2))
+	for len(all) < 1000 {
+		p := make([]byte, rng.IntN(40))
+		for i := range p {
+			p[i] = byte('a' + rng.IntN(26))
+		}
+		b.write(p)
+		if got, _ := b.appendTo(nil, base+int64(len(all))); len(got) != 0 {
+			t.Fatalf("unpublished bytes visible: %q", got)
+		}
+		b.publish()
+		all = append(all, p...)
+		end := base + int64(len(all))
+		// At least 100 bytes are kept; anything returned is exact.
+		for from := end - int64(len(all)); from <= end; from++ {
+			got, ok := b.appendTo([]byte("prefix"), from)
+			if !ok {
+				if end-from <= 100 {
+					t.Fatalf("from %d (end %d): not kept", from, end)
+				}
+				if string(got) != "prefix" {
+					t.Fatalf("dst changed on failure: %q", got)
+				}
+				continue
+			}
+			if want := all[from-base:]; !bytes.Equal(got[6:], want) {
+				t.Fatalf("from %d: %q, want %q", from, got[6:], want)
+			}
+		}
+		if _, ok := b.appendTo(nil, end+1); ok {
+			t.Fatal("answered beyond the end")
+		}
+	}
+}
+
+// TestBacklogConcurrent: readers copying while the writer laps the segments
+// get the exact stream or ok=false, never torn bytes (and -race sees no race).
+func TestBacklogConcurrent(t *testing.T) {
+	b := newBacklog(256, 0)
+	// Byte at offset o (1-based) is byte(o % 251): a reader can check any
+	// slice against its offset.
+	const total = 1 << 20
+	var wg sync.WaitGroup
+	var done atomic.Bool
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var buf []byte
+			for !done.Load() {
+				end := b.end.Load()
+				from := max(0, end-int64(rand.IntN(300)))
+				var ok bool
+				buf, ok = b.appendTo(buf[:0], from)
+				if !ok {
+					continue
+				}
+				for i, c := range buf {
+					if o := from + int64(i) + 1; c != byte(o%251) {
+						t.Errorf("offset %d: %d, want %d", o, c, byte(o%251))
+						return
+					}
+				}
+			}
+		}()
+	}
+	chunk := make([]byte, 0, 64)
+	for o := int64(1); o <= total; {
+		chunk = chunk[:0]
+		for range rand.IntN(64) + 1 {
+			chunk = append(chunk, byte(o%251))
+			o++
+		}
+		b.write(chunk)
+		b.publish()
+	}
+	done.Store(true)
+	wg.Wait()
+}
+
+// TestTimeIndexMatchesLinearScan compares lookup with the definition on
+// random sample sequences and ring sizes.
+func TestTimeIndexMatchesLinearScan(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 7))
+	for range 200 {
+		size := 2 + rng.IntN(20)
+		x := newTimeIndex(size)
+		type sample struct{ end, at int64 }
+		var all []sample
+		end := int64(rng.IntN(1000))
+		for range rng.IntN(60) {
+			x.push(end, int64(len(all)))
+			all = append(all, sample{end, int64(len(all))})
+			end += 1 + int64(rng.IntN(50))
+		}
+		kept := all[max(0, len(all)-size):]
+		for off := int64(-1); len(all) > 0 && off <= all[len(all)-1].end+1; off++ {
+			var want int64
+			wantOK := false
+			if len(kept) >= 2 && kept[0].end <= off {
+				for _, s := range kept[1:] {
+					if s.end > off {
+						want, wantOK = s.at, true
+						break
+					}
+				}
+			}
+			if at, ok := x.lookup(off); ok != wantOK || at != want {
+				t.Fatalf("size %d samples %v: lookup(%d) = %d, %v; want %d, %v", size, all, off, at, ok, want, wantOK)
+			}
+		}
+	}
+}
