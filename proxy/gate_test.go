@@ -92,7 +92,10 @@ func TestWriteGateWaitHoldsWrites(t *testing.T) {
 		}
 	}()
 	defer close(stop)
-	time.Sleep(500 * time.Millisecond)
+	waitFor(t, "the gate closed by the paused replica's lag", 10*time.Second, func() bool {
+		err := srv.Readiness()
+		return err != nil && strings.Contains(err.Error(), "write gate closed")
+	})
 	go func() {
 		time.Sleep(500 * time.Millisecond)
 		topo.Replicas[0].Resume()
