@@ -27,11 +27,7 @@ func (l *loop) goodReplicas() int {
 		if !st.Eligible {
 			continue
 		}
-		off := st.Offset
-		if p := l.replicas[st.Addr]; p != nil && p.knownOffset > off {
-			off = p.knownOffset
-		}
-		if lag := l.srv.lagMs(off); lag >= 0 && lag <= maxLag {
+		if lag := l.srv.lagMs(l.appliedOffset(st)); lag >= 0 && lag <= maxLag {
 			n++
 		}
 	}

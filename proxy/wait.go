@@ -6,6 +6,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 	"github.com/replproxy/replproxy/resp"
+	"github.com/replproxy/replproxy/router"
 )
 
 // waitState is a WAIT the proxy is answering for its session: how many
@@ -58,14 +59,7 @@ func (s *session) wait(args [][]byte) bool {
 	w.seq = s.replies.reserve()
 	if ms > 0 {
 		w.deadline = time.Now().Add(time.Duration(ms) * time.Millisecond)
-		l := s.l
-		time.AfterFunc(time.Duration(ms)*time.Millisecond, func() {
-			_ = l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-				l.checkParked()
-				l.flush()
-				return nil
-			}))
-		})
+		s.l.afterFunc(time.Duration(ms) * time.Millisecond)
 	}
 	s.waiting = w
 	s.stalled = true // like Redis: a client blocked in WAIT runs nothing else
@@ -86,15 +80,20 @@ func (l *loop) ackedReplicas(fence int64) int {
 		if !st.Reachable || st.Role != "replica" || st.ReplID != snap.Master.ReplID {
 			continue
 		}
-		off := st.Offset
-		if p := l.replicas[st.Addr]; p != nil && p.knownOffset > off {
-			off = p.knownOffset
-		}
-		if off >= fence && off >= 0 {
+		if off := l.appliedOffset(st); off >= fence && off >= 0 {
 			n++
 		}
 	}
 	return n
+}
+
+// appliedOffset is the freshest applied offset known for a replica: the
+// monitor's poll or a ROLE this loop saw since.
+func (l *loop) appliedOffset(st *router.NodeState) int64 {
+	if p := l.replicas[st.Addr]; p != nil && p.knownOffset > st.Offset {
+		return p.knownOffset
+	}
+	return st.Offset
 }
 
 // checkParked answers the WAITs that are satisfied or timed out, and keeps
