@@ -78,7 +78,13 @@ func TestWriteGateWaitHoldsWrites(t *testing.T) {
 	c := client(t, srv.Addr(), &redis.Options{MaxRetries: -1, ReadTimeout: 10 * time.Second})
 	waitFor(t, "writes accepted", 10*time.Second, func() bool { return c.Set(ctx, "g", "1", 0).Err() == nil })
 	other := client(t, topo.Master.Addr(), nil)
+	// Start from an open gate (lags known and small), so that "closed"
+	// below means closed by the pause.
+	waitFor(t, "the gate open", 10*time.Second, func() bool { return srv.Readiness() == nil })
+	// Both replicas paused: the gate is closed whatever either one's last
+	// known offset says.
 	topo.Replicas[0].Pause()
+	topo.Replicas[1].Pause()
 	// keep the master's offset moving so the paused replica falls behind
 	stop := make(chan struct{})
 	go func() {
@@ -99,6 +105,7 @@ func TestWriteGateWaitHoldsWrites(t *testing.T) {
 	go func() {
 		time.Sleep(500 * time.Millisecond)
 		topo.Replicas[0].Resume()
+		topo.Replicas[1].Resume()
 	}()
 	start := time.Now()
 	if err := c.Set(ctx, "held", "1", 0).Err(); err != nil {
