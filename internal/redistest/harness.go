@@ -274,16 +274,35 @@ func addrs(nodes []*Node) []string {
 
 // WaitSynced polls until every replica has its link up, no sync or load in
 // progress, follows the master's replication ID and has applied exactly the
-// master's offset. It assumes nobody writes meanwhile (Sentinel hellos are
-// fine: they only need another poll). It fails the test after timeout or at
-// once if a replica or the master is not running.
+// master's offset, and the master is streaming to it. It assumes nobody
+// writes meanwhile (Sentinel hellos are fine: they only need another poll).
+// It fails the test after timeout or at once if a replica or the master is
+// not running.
+//
+// Equal offsets right after a full sync do not prove the stream flows: after
+// a diskless transfer Redis 7.0 sends the command stream only once the
+// replica's first REPLCONF ACK arrives, and the replica's immediate ACK can
+// reach the master before the master has noticed the transfer ended (it
+// reaps the child in serverCron), so it is ignored and the stream starts
+// with the next periodic ACK, up to a second later ("Waiting for REPLCONF
+// ACK from slave to enable streaming" in the master's log). So once offsets
+// match, a PUBLISH to a channel nobody listens to moves the master's offset
+// without touching the keyspace, and the replicas must reach it too.
 func (t *Topology) WaitSynced(tb TB, timeout time.Duration) {
 	tb.Helper()
 	deadline := time.Now().Add(timeout)
+	probed := len(t.Replicas) == 0
 	for {
 		culprit, err := t.syncState()
-		if err == nil {
+		if err == nil && probed {
 			return
+		}
+		if err == nil {
+			if _, err = t.Master.adminConn().do(adminTimeout, "PUBLISH", streamProbeChannel, "1"); err == nil {
+				probed = true
+				continue
+			}
+			culprit = t.Master
 		}
 		if culprit != nil && !culprit.Running() || time.Now().After(deadline) {
 			if culprit == nil {
@@ -295,6 +314,10 @@ func (t *Topology) WaitSynced(tb TB, timeout time.Duration) {
 		time.Sleep(pollInterval)
 	}
 }
+
+// streamProbeChannel is where WaitSynced publishes to prove the master
+// streams to its replicas.
+const streamProbeChannel = "__redistest__:stream-probe"
 
 // syncState returns nil when all replicas are in sync, else the first
 // reason why not and the node it concerns.
