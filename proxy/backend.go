@@ -78,6 +78,10 @@ type backend struct {
 	checkOK bool
 	// refreshing: a pendRefresh ROLE is in flight.
 	refreshing bool
+	// sampleEpoch and sampleOff: the epoch and offset of the newest fence
+	// ROLE answered on this master connection (see session.settleFloor).
+	sampleEpoch uint64
+	sampleOff   int64
 	// timedOut: the sweep closed this replica connection for the read timeout.
 	timedOut bool
 }
@@ -211,7 +215,7 @@ func (b *backend) failPending(msg string) {
 		p := b.pend.pop()
 		req := b.takeReq(&p)
 		if p.kind == pendLinearize {
-			b.l.linearizeFailed()
+			b.l.linearized(0, false)
 		}
 		if p.kind != pendClient {
 			continue
@@ -264,6 +268,14 @@ func (b *backend) forward(s *session, raw []byte, expectReply bool) {
 	if expectReply {
 		p.seq = s.replies.reserve()
 		p.sent = time.Now().UnixNano()
+	}
+	if p.floorLater && b.owner == nil && b.l.replicaEligible() {
+		// A read on the master whose floor may soon matter (a replica could
+		// serve the session's next read): the fence ROLE after this batch
+		// tells it, and the reply need not wait for it.
+		b.needFence = true
+		s.floorEpoch, s.floorConn = b.l.nextEpoch(), b
+		p.floorLater = false
 	}
 	b.send(p, raw, expectReply)
 }
@@ -402,7 +414,7 @@ func (b *backend) onReply(frame []byte) {
 		}
 		return
 	case pendFence:
-		b.onFence(frame)
+		b.onFence(&p, frame)
 		return
 	case pendCheck:
 		off, _, ok := roleOffset(frame)
@@ -419,7 +431,10 @@ func (b *backend) onReply(frame []byte) {
 		b.l.checkParked()
 		return
 	case pendLinearize:
-		off, _, ok := roleOffset(frame)
+		off, master, ok := roleOffset(frame)
+		if ok && master {
+			b.l.masterSampled(p.epoch, off)
+		}
 		b.l.linearized(off, ok)
 		return
 	}

@@ -84,6 +84,18 @@ func (c checker) run(t *testing.T) checkResult {
 // pauser stops random replicas for random 5–50 ms spells until stop closes,
 // so they lag behind the master.
 func pauser(t *testing.T, topo *redistest.Topology, stop <-chan struct{}) *sync.WaitGroup {
+	return pauseSpells(t, topo, stop, spells{minMs: 5, maxMs: 50, maxGapMs: 20})
+}
+
+// spells says how pauseSpells stops replicas: for minMs–maxMs, with gaps of
+// up to maxGapMs, one replica at a time or, with all, every replica half of
+// the time (so that none is eligible and reads go to the master).
+type spells struct {
+	minMs, maxMs, maxGapMs int
+	all                    bool
+}
+
+func pauseSpells(t *testing.T, topo *redistest.Topology, stop <-chan struct{}, sp spells) *sync.WaitGroup {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -97,11 +109,19 @@ func pauser(t *testing.T, topo *redistest.Topology, stop <-chan struct{}) *sync.
 				return
 			default:
 			}
-			r := topo.Replicas[rng.Intn(len(topo.Replicas))]
-			r.Pause()
-			time.Sleep(time.Duration(5+rng.Intn(46)) * time.Millisecond)
-			r.Resume()
-			time.Sleep(time.Duration(rng.Intn(20)) * time.Millisecond)
+			paused := topo.Replicas
+			if !sp.all || rng.Intn(2) == 0 {
+				i := rng.Intn(len(paused))
+				paused = paused[i : i+1]
+			}
+			for _, r := range paused {
+				r.Pause()
+			}
+			time.Sleep(time.Duration(sp.minMs+rng.Intn(sp.maxMs-sp.minMs+1)) * time.Millisecond)
+			for _, r := range paused {
+				r.Resume()
+			}
+			time.Sleep(time.Duration(rng.Intn(sp.maxGapMs)) * time.Millisecond)
 		}
 	}()
 	return &wg
@@ -215,5 +235,84 @@ func TestEventualReadsCanBeStale(t *testing.T) {
 	t.Logf("eventual: %d checks in %v, %d stale (first: %s)", res.checks, res.elapsed.Round(time.Millisecond), res.stale, res.firstStale)
 	if res.stale == 0 {
 		t.Fatalf("eventual mode with lagging replicas showed no stale read in %d checks: the checker cannot see staleness", res.checks)
+	}
+}
+
+// Monotonic reads: a connection never reads an older value than one it
+// already read, even when its reads move between the master and replicas.
+// A counter is incremented directly on the master (no proxy fence covers
+// it: only each connection's floor does) while replicas are stopped in
+// spells long enough to become ineligible, so reads go to the master, and
+// come back while still catching up.
+func TestMonotonicReadsAcrossMasterAndReplicas(t *testing.T) {
+	topo, srv := splitTopology(t, Config{Consistency: "causal",
+		PollInterval: 10 * time.Millisecond, HealthTimeout: 50 * time.Millisecond,
+		ReadTimeout: 100 * time.Millisecond})
+	ctx := context.Background()
+	direct := client(t, topo.Master.Addr(), nil)
+	stop := make(chan struct{})
+	pw := pauseSpells(t, topo, stop, spells{minMs: 20, maxMs: 150, maxGapMs: 80, all: true})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // the writer
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := direct.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for range 8 {
+					p.Incr(ctx, "mono")
+				}
+				return nil
+			}); err != nil {
+				t.Errorf("INCR on the master: %v", err)
+				return
+			}
+		}
+	}()
+	const readers = 8
+	checks := consistencyChecks() / 2
+	var done, backwards atomic.Int64
+	var first atomic.Value
+	var rw sync.WaitGroup
+	for i := range readers {
+		rw.Add(1)
+		go func() {
+			defer rw.Done()
+			c := client(t, srv.Addr(), &redis.Options{PoolSize: 1, MaxRetries: -1})
+			var last int64
+			for done.Load() < checks {
+				v, err := c.Get(ctx, "mono").Int64()
+				if err != nil && err != redis.Nil {
+					t.Errorf("GET: %v", err)
+					return
+				}
+				if v < last && backwards.Add(1) == 1 {
+					first.Store(fmt.Sprintf("reader %d read %d after %d", i, v, last))
+				}
+				last = max(last, v)
+				done.Add(1)
+			}
+		}()
+	}
+	rw.Wait()
+	close(stop)
+	wg.Wait()
+	pw.Wait()
+	var fallbacks [fallbackCount]int64
+	for _, l := range *srv.loopLst.Load() {
+		for r := range fallbacks {
+			fallbacks[r] += l.stats.fallbacks[r].Load()
+		}
+	}
+	t.Logf("monotonic: %d reads, %d went backwards; master fallbacks %v", done.Load(), backwards.Load(), fallbacks)
+	if backwards.Load() != 0 {
+		t.Fatalf("%d reads went back in time; first: %v", backwards.Load(), first.Load())
+	}
+	if fallbacks[fallbackNoReplica]+fallbacks[fallbackFloorUnknown] == 0 {
+		t.Fatalf("no read went to the master: the test did not exercise the floor of master reads")
 	}
 }

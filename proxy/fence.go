@@ -21,12 +21,12 @@ import (
 func (b *backend) appendFence() {
 	b.needFence = false
 	b.out = append(b.out, roleRequest...)
-	b.pend.push(pending{kind: pendFence, reqEnd: b.reqEnd()})
+	b.pend.push(pending{kind: pendFence, reqEnd: b.reqEnd(), epoch: b.l.nextEpoch()})
 }
 
 // onFence handles the ROLE after a batch: it records the offset, then
 // releases the replies it held, in order.
-func (b *backend) onFence(frame []byte) {
+func (b *backend) onFence(p *pending, frame []byte) {
 	off, master, ok := roleOffset(frame)
 	switch {
 	case !ok:
@@ -34,6 +34,8 @@ func (b *backend) onFence(frame []byte) {
 		b.l.srv.fenceLost()
 	case master:
 		b.l.srv.advanceFence(off)
+		b.l.masterSampled(p.epoch, off)
+		b.sampleEpoch, b.sampleOff = p.epoch, max(b.sampleOff, off)
 	default:
 		b.pool.learnOffset(off)
 	}
@@ -83,6 +85,66 @@ func (b *backend) releaseHeld(off int64, ok bool) {
 	} else {
 		b.holdBuf = b.holdBuf[:0]
 	}
+}
+
+// nextEpoch hands out the next loop epoch (see loop.epoch).
+func (l *loop) nextEpoch() uint64 {
+	l.epoch++
+	return l.epoch
+}
+
+// masterSampled records the offset a master ROLE of that epoch returned.
+func (l *loop) masterSampled(epoch uint64, off int64) {
+	l.sampleEpoch = max(l.sampleEpoch, epoch)
+	l.sampleOff = max(l.sampleOff, off)
+}
+
+// settleFloor folds into the session's floor the master offset sampled
+// after its last master read, once there is one (monotonic reads: a replica
+// read must not go back before what that read saw). It reports whether the
+// floor is known; until it is, the session reads from the master.
+//
+// Master reads are not held for their fence like writes are: the floor
+// matters to this session's own later reads only, and those are routed
+// after this check, while a write's fence must be public before anyone can
+// see its reply.
+func (s *session) settleFloor() bool {
+	if s.floorEpoch == 0 {
+		return true
+	}
+	sampleEpoch, sampleOff := s.l.sampleEpoch, s.l.sampleOff
+	if b := s.floorConn; b != nil {
+		if b.state == stateClosed && b.sampleEpoch <= s.floorEpoch {
+			// Its fence is lost, and the read is over (failPending
+			// answered it): any ROLE queued from now on ran after it.
+			s.floorEpoch, s.floorConn = s.l.nextEpoch(), nil
+			return false
+		}
+		// A ROLE on another connection may have overtaken the read.
+		sampleEpoch, sampleOff = b.sampleEpoch, b.sampleOff
+	}
+	if sampleEpoch <= s.floorEpoch {
+		return false
+	}
+	if sampleOff > s.floor {
+		s.floor = sampleOff
+	}
+	s.floorEpoch, s.floorConn = 0, nil
+	return true
+}
+
+// replicaEligible reports whether any replica could serve reads now.
+func (l *loop) replicaEligible() bool {
+	snap := l.srv.topo.Load()
+	if snap == nil {
+		return false
+	}
+	for i := range snap.Replicas {
+		if snap.Replicas[i].Eligible {
+			return true
+		}
+	}
+	return false
 }
 
 // advanceFence raises the proxy-wide causal fence to off.

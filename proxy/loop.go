@@ -40,8 +40,17 @@ type loop struct {
 
 	stats loopStats
 	// linearizable reads waiting for a master offset sample: linWaiting
-	// for the next ROLE, linInFlight for the one sent.
+	// for the next ROLE, linInFlight for the one sent (linSent).
 	linWaiting, linInFlight []*session
+	linSent                 bool
+	// epoch numbers the events that order master reads against master
+	// ROLEs on this loop: a ROLE queued after a read's reply arrived runs
+	// after that read on the master, so its offset bounds what the read
+	// observed. sampleEpoch and sampleOff are the newest such ROLE answered
+	// (fences and linearize samples) and the highest offset they returned.
+	epoch       uint64
+	sampleEpoch uint64
+	sampleOff   int64
 	// parked sessions wait for replica offsets: in WAIT (parked), at the
 	// write gate (gateWaiters), or for their write to be replicated
 	// (syncWaits, --sync-replicas).

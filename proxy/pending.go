@@ -81,6 +81,13 @@ type pending struct {
 	// sent is when the request was forwarded (unix ns), for the latency
 	// histogram.
 	sent int64
+	// epoch orders a ROLE on the master against the master reads whose
+	// floor it settles (see loop.epoch).
+	epoch uint64
+	// floorLater: a causal or linearizable read on the master, not fenced;
+	// its completion leaves the session's floor to the next master offset
+	// sample (session.floorEpoch).
+	floorLater bool
 	// info: an INFO reply, which gets the proxy's own section appended.
 	info bool
 }

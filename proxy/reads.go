@@ -48,6 +48,14 @@ func (s *session) sendRead(cmd resp.Command, raw []byte) bool {
 		s.l.stats.fallback(fallbackFenceLost)
 		return s.sendMasterRead(cmd, raw)
 	}
+	if !s.settleFloor() {
+		if s.l.replicaEligible() {
+			s.l.stats.fallback(fallbackFloorUnknown)
+		} else {
+			s.l.stats.fallback(fallbackNoReplica)
+		}
+		return s.sendMasterRead(cmd, raw)
+	}
 	if f := s.srv.fence.Load(); f > required {
 		required = f
 	}
@@ -66,9 +74,11 @@ func (s *session) sendRead(cmd resp.Command, raw []byte) bool {
 	return s.sendMasterRead(cmd, raw)
 }
 
+// sendMasterRead sends a read to the master. Under causal and linearizable
+// it leaves the session's floor to a later master ROLE (settleFloor).
 func (s *session) sendMasterRead(cmd resp.Command, raw []byte) bool {
-	s.next.conditional = false
-	s.next.fenced = s.consistency == consistencyCausal || s.consistency == consistencyLinearizable
+	s.next.conditional, s.next.fenced = false, false
+	s.next.floorLater = s.consistency == consistencyCausal || s.consistency == consistencyLinearizable
 	return s.send(cmd, raw, false, true)
 }
 
@@ -217,22 +227,26 @@ func (s *session) consumed(n int) {
 // sendLinearize sends the batch's ROLE unless one is in flight already;
 // waiters that came meanwhile get the next one.
 func (l *loop) sendLinearize() {
-	if len(l.linInFlight) > 0 || len(l.linWaiting) == 0 {
+	if l.linSent || len(l.linWaiting) == 0 {
 		return
 	}
+	l.linSent = true
+	l.linInFlight, l.linWaiting = l.linWaiting, l.linInFlight[:0]
 	b, _ := l.sharedBackend(l.master, 2)
 	if b == nil {
+		// No master connection: the waiters' reads go to the master and
+		// fail there with its error. (Resumed through Wake, so no recursion.)
 		l.linearized(0, false)
 		return
 	}
-	l.linInFlight, l.linWaiting = l.linWaiting, l.linInFlight[:0]
 	b.out = append(b.out, roleRequest...)
-	b.pend.push(pending{kind: pendLinearize, reqEnd: b.reqEnd()})
+	b.pend.push(pending{kind: pendLinearize, reqEnd: b.reqEnd(), epoch: l.nextEpoch()})
 	l.markBackend(b)
 }
 
 // linearized hands the sampled master offset to the waiting sessions.
 func (l *loop) linearized(off int64, ok bool) {
+	l.linSent = false
 	for i, s := range l.linInFlight {
 		l.linInFlight[i] = nil
 		s.linWaiting = false
@@ -247,8 +261,6 @@ func (l *loop) linearized(off int64, ok bool) {
 	l.linInFlight = l.linInFlight[:0]
 	l.sendLinearize()
 }
-
-func (l *loop) linearizeFailed() { l.linearized(0, false) }
 
 // linNoSample marks a failed master offset sample: the reads it covers go
 // to the master.

@@ -28,6 +28,12 @@ type session struct {
 	// (monotonic reads); writeFence the fence of its latest write (WAIT).
 	floor      int64
 	writeFence int64
+	// floorEpoch: the session's last read ran on the master without holding
+	// its reply; the floor it sets is the offset of the first master ROLE of
+	// a later epoch (settleFloor): on floorConn, or on any connection when
+	// floorConn is nil. 0: none pending.
+	floorEpoch uint64
+	floorConn  *backend
 	// linRequired is the master offset sampled after this connection's
 	// linearizable reads arrived; it covers the next linCovered input bytes.
 	linRequired int64
@@ -194,6 +200,12 @@ func (s *session) complete(b *backend, p pending, reply []byte) {
 		s.l.stats.observe(t, p.sent, time.Now().UnixNano())
 	}
 	s.account(b, &p)
+	if p.floorLater && (s.floorConn != b || s.floorEpoch == 0) {
+		// No ROLE followed the read on its connection: any master ROLE
+		// queued from now on ran after it. (A fence ROLE pending on this
+		// same connection for a later read of the session covers it too.)
+		s.floorEpoch, s.floorConn = s.l.nextEpoch(), nil
+	}
 	if p.info {
 		reply = s.appendProxyInfoSection(reply)
 	}

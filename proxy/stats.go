@@ -54,14 +54,15 @@ var targetNames = [targetCount]string{"master", "replica", "proxy"}
 type fallbackReason uint8
 
 const (
-	fallbackNoReplica  fallbackReason = iota // no eligible replica (or none with the needed offset)
-	fallbackCausalWait                       // no replica caught up within --causal-wait
-	fallbackBoundedLag                       // no replica within --max-lag
-	fallbackFenceLost                        // a write's fence was lost: causal reads use the master for a while
+	fallbackNoReplica    fallbackReason = iota // no eligible replica (or none with the needed offset)
+	fallbackCausalWait                         // no replica caught up within --causal-wait
+	fallbackBoundedLag                         // no replica within --max-lag
+	fallbackFenceLost                          // a write's fence was lost: causal reads use the master for a while
+	fallbackFloorUnknown                       // the connection's last read ran on the master; its floor is being sampled
 	fallbackCount
 )
 
-var fallbackNames = [fallbackCount]string{"no_eligible_replica", "causal_wait_expired", "bounded_lag", "fence_lost"}
+var fallbackNames = [fallbackCount]string{"no_eligible_replica", "causal_wait_expired", "bounded_lag", "fence_lost", "floor_unknown"}
 
 // Why a read was re-sent, invisibly to the client.
 type retryReason uint8
