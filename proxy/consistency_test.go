@@ -204,7 +204,7 @@ func TestLinearizableReadsSeeDirectWrites(t *testing.T) {
 	pw := pauser(t, topo, stop)
 	res := checker{
 		workers: workers,
-		checks:  consistencyChecks() / 2,
+		checks:  consistencyChecks(),
 		writer:  func(w int) *redis.Client { return direct[w] },
 		readers: func(w int) []*redis.Client { return []*redis.Client{clients[w]} },
 	}.run(t)
@@ -213,6 +213,9 @@ func TestLinearizableReadsSeeDirectWrites(t *testing.T) {
 	t.Logf("linearizable: %d checks in %v, %d stale", res.checks, res.elapsed.Round(time.Millisecond), res.stale)
 	if res.stale != 0 {
 		t.Fatalf("linearizable mode returned %d stale reads; first: %s", res.stale, res.firstStale)
+	}
+	if res.checks < consistencyChecks() {
+		t.Fatalf("only %d checks ran", res.checks)
 	}
 }
 
