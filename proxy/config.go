@@ -23,6 +23,10 @@ type Config struct {
 	// (replstream). Without it replica lag in milliseconds is unknown, so
 	// the bounded mode and the write gate count no replica as good.
 	NoReplicationLink bool
+	// ReplicationBacklogBytes is how many of the most recent replication
+	// stream bytes the link keeps, with their offsets. 0 means 1 MiB, as
+	// Redis's repl-backlog-size.
+	ReplicationBacklogBytes int
 
 	// Upstream credentials: what the proxy itself sends to every Redis node.
 	// Empty means no AUTH (or AUTH <password> for the default user when only

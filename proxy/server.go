@@ -126,7 +126,8 @@ func New(cfg Config) (*Server, error) {
 		link, err := replstream.New(replstream.Config{
 			Master: cfg.Master, User: cfg.UpstreamUser, Password: cfg.UpstreamPassword,
 			DialTimeout: cfg.ConnectTimeout, ReconnectBackoffMax: cfg.ReconnectBackoffMax,
-			Logger: cfg.Logger,
+			BacklogBytes: cfg.ReplicationBacklogBytes,
+			Logger:       cfg.Logger,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("%w: replication link: %v", ErrProxyBadConfig, err)

@@ -46,6 +46,7 @@ type settings struct {
 	SyncTimeout       duration `yaml:"sync-timeout"`
 	SyncTimeoutAction string   `yaml:"sync-timeout-action"`
 	ReplicationLink   bool     `yaml:"replication-link"`
+	ReplBacklog       size     `yaml:"replication-backlog"`
 
 	PollInterval  duration   `yaml:"poll-interval"`
 	HealthTimeout duration   `yaml:"health-timeout"`
@@ -90,6 +91,7 @@ func defaultSettings() settings {
 		SyncTimeout:       duration(time.Second),
 		SyncTimeoutAction: "error",
 		ReplicationLink:   true,
+		ReplBacklog:       1 << 20,
 		PollInterval:      duration(100 * time.Millisecond),
 		HealthTimeout:     duration(time.Second),
 		ReadTimeout:       duration(time.Second),
@@ -150,6 +152,7 @@ func newFlagSet(s *settings, o *options) *flag.FlagSet {
 	fs.Var(&s.SyncTimeout, "sync-timeout", "how long a synchronous write waits for its replicas")
 	fs.StringVar(&s.SyncTimeoutAction, "sync-timeout-action", s.SyncTimeoutAction, "on --sync-timeout: `error` (-NOREPLICAS; the write stays applied) or pass (the normal reply)")
 	fs.BoolVar(&s.ReplicationLink, "replication-link", s.ReplicationLink, "run the proxy's own replica link to the master (lag in ms, bounded mode, write gate); --replication-link=false disables it")
+	fs.Var(&s.ReplBacklog, "replication-backlog", "how many of the latest replication stream bytes the link keeps, with their offsets and arrival times (as repl-backlog-size)")
 
 	fs.Var(&s.PollInterval, "poll-interval", "how often the topology monitor polls each node")
 	fs.Var(&s.HealthTimeout, "health-timeout", "a node that does not answer a poll within this is unreachable")
@@ -324,6 +327,7 @@ func (s *settings) validate() error {
 		{"query-buffer-limit", int64(s.QueryBufferLimit)},
 		{"output-buffer-limit", int64(s.OutputBufferLimit)},
 		{"proto-max-bulk-len", int64(s.ProtoMaxBulkLen)},
+		{"replication-backlog", int64(s.ReplBacklog)},
 		{"max-lag", int64(s.MaxLag)},
 		{"min-replicas-max-lag", int64(s.MinReplicasMaxLag)},
 		{"connect-timeout", int64(s.ConnectTimeout)},
@@ -404,43 +408,44 @@ func (s *settings) proxyConfig() proxy.Config {
 		users = map[string]string(s.User)
 	}
 	return proxy.Config{
-		Listen:             s.Listen,
-		Master:             s.Master,
-		Replicas:           slices.Clone([]string(s.Replica)),
-		DiscoverReplicas:   &discover,
-		UpstreamUser:       s.UpstreamUser,
-		UpstreamPassword:   s.UpstreamPassword,
-		RequirePass:        s.RequirePass,
-		Users:              users,
-		Loops:              s.Loops,
-		BackendConns:       s.BackendConns,
-		MaxClients:         s.MaxClients,
-		MaxDedicatedConns:  s.MaxDedicated,
-		IdleTimeout:        time.Duration(s.Timeout),
-		MaxPipeline:        s.MaxPipeline,
-		QueryBufferLimit:   int(s.QueryBufferLimit),
-		OutputBufferLimit:  int(s.OutputBufferLimit),
-		MaxBulkBytes:       int64(s.ProtoMaxBulkLen),
-		ConnectTimeout:     time.Duration(s.ConnectTimeout),
-		ShutdownTimeout:    time.Duration(s.ShutdownTimeout),
-		Consistency:        s.Consistency,
-		MaxLag:             time.Duration(s.MaxLag),
-		MinReplicasToWrite: s.MinReplicasToWrite,
-		MinReplicasMaxLag:  time.Duration(s.MinReplicasMaxLag),
-		Sentinels:          slices.Clone([]string(s.Sentinel)),
-		SentinelMaster:     s.SentinelMaster,
-		PollInterval:       time.Duration(s.PollInterval),
-		HealthTimeout:      time.Duration(s.HealthTimeout),
-		ReadTimeout:        time.Duration(s.ReadTimeout),
-		ReadBalance:        s.ReadBalance,
-		AllowCommands:      slices.Clone([]string(s.AllowCommand)),
-		CausalWait:         time.Duration(s.CausalWait),
-		WriteGate:          s.WriteGate,
-		WriteGateTimeout:   time.Duration(s.WriteGateTimeout),
-		SyncReplicas:       s.SyncReplicas,
-		SyncTimeout:        time.Duration(s.SyncTimeout),
-		SyncTimeoutAction:  s.SyncTimeoutAction,
-		NoReplicationLink:  !s.ReplicationLink,
+		Listen:                  s.Listen,
+		Master:                  s.Master,
+		Replicas:                slices.Clone([]string(s.Replica)),
+		DiscoverReplicas:        &discover,
+		UpstreamUser:            s.UpstreamUser,
+		UpstreamPassword:        s.UpstreamPassword,
+		RequirePass:             s.RequirePass,
+		Users:                   users,
+		Loops:                   s.Loops,
+		BackendConns:            s.BackendConns,
+		MaxClients:              s.MaxClients,
+		MaxDedicatedConns:       s.MaxDedicated,
+		IdleTimeout:             time.Duration(s.Timeout),
+		MaxPipeline:             s.MaxPipeline,
+		QueryBufferLimit:        int(s.QueryBufferLimit),
+		OutputBufferLimit:       int(s.OutputBufferLimit),
+		MaxBulkBytes:            int64(s.ProtoMaxBulkLen),
+		ConnectTimeout:          time.Duration(s.ConnectTimeout),
+		ShutdownTimeout:         time.Duration(s.ShutdownTimeout),
+		Consistency:             s.Consistency,
+		MaxLag:                  time.Duration(s.MaxLag),
+		MinReplicasToWrite:      s.MinReplicasToWrite,
+		MinReplicasMaxLag:       time.Duration(s.MinReplicasMaxLag),
+		Sentinels:               slices.Clone([]string(s.Sentinel)),
+		SentinelMaster:          s.SentinelMaster,
+		PollInterval:            time.Duration(s.PollInterval),
+		HealthTimeout:           time.Duration(s.HealthTimeout),
+		ReadTimeout:             time.Duration(s.ReadTimeout),
+		ReadBalance:             s.ReadBalance,
+		AllowCommands:           slices.Clone([]string(s.AllowCommand)),
+		CausalWait:              time.Duration(s.CausalWait),
+		WriteGate:               s.WriteGate,
+		WriteGateTimeout:        time.Duration(s.WriteGateTimeout),
+		SyncReplicas:            s.SyncReplicas,
+		SyncTimeout:             time.Duration(s.SyncTimeout),
+		SyncTimeoutAction:       s.SyncTimeoutAction,
+		NoReplicationLink:       !s.ReplicationLink,
+		ReplicationBacklogBytes: int(s.ReplBacklog),
 	}
 }
 
@@ -621,7 +626,7 @@ var flagGroups = []struct {
 	flags []string
 }{
 	{"Topology", []string{"master", "replica", "discover-replicas", "sentinel", "sentinel-master", "upstream-user", "upstream-password"}},
-	{"Consistency and write safety", []string{"consistency", "max-lag", "causal-wait", "min-replicas-to-write", "min-replicas-max-lag", "write-gate", "write-gate-timeout", "sync-replicas", "sync-timeout", "sync-timeout-action", "replication-link"}},
+	{"Consistency and write safety", []string{"consistency", "max-lag", "causal-wait", "min-replicas-to-write", "min-replicas-max-lag", "write-gate", "write-gate-timeout", "sync-replicas", "sync-timeout", "sync-timeout-action", "replication-link", "replication-backlog"}},
 	{"Replica health and routing", []string{"poll-interval", "health-timeout", "read-timeout", "read-balance", "allow-command"}},
 	{"Clients", []string{"listen", "requirepass", "user", "maxclients", "max-dedicated-conns", "timeout"}},
 	{"Limits and performance", []string{"loops", "backend-conns", "max-pipeline", "query-buffer-limit", "output-buffer-limit", "proto-max-bulk-len", "connect-timeout", "shutdown-timeout"}},
