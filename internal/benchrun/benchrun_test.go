@@ -2,6 +2,9 @@ package main
 
 import (
 	"math"
+	"regexp"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -87,6 +90,31 @@ func TestScenarios(t *testing.T) {
 			t.Errorf("%s: requestsFor(0) = %d, want the default %d", sc.name, sc.requestsFor(0), sc.requests)
 		}
 	}
+	// -run mix selects the mix rows, every mode at each depth, and nothing
+	// else; they read the filled keyspace with 3-byte values.
+	mixRe := regexp.MustCompile("mix")
+	modes := map[int][]string{}
+	for _, sc := range scenarios() {
+		if !mixRe.MatchString(sc.name) {
+			if sc.load == loadMix {
+				t.Errorf("%s: a mix row that -run mix does not select", sc.name)
+			}
+			continue
+		}
+		if sc.load != loadMix || sc.readPercent != 80 || sc.valueBytes != 3 || !sc.readsExisting || sc.proxyArgs == nil {
+			t.Errorf("%s: %+v", sc.name, sc)
+		}
+		if !strings.HasSuffix(sc.name, "-"+sc.consistency) {
+			t.Errorf("%s: named for another mode than %q", sc.name, sc.consistency)
+		}
+		modes[sc.pipeline] = append(modes[sc.pipeline], sc.consistency)
+	}
+	for _, p := range []int{1, 16} {
+		if !slices.Equal(modes[p], mixModes) {
+			t.Errorf("mix rows at P%d: modes %q, want %q", p, modes[p], mixModes)
+		}
+	}
+
 	if got := target("≤", 1.0, math.NaN(), false); got != "≤1" {
 		t.Errorf("target with no measurement = %q", got)
 	}

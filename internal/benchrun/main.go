@@ -6,6 +6,11 @@
 // benchmarks. It only reports: nothing here passes or fails on timing.
 //
 //	go run ./internal/benchrun [-rounds 3] [-n N] [-run REGEXP] [-resp=false]
+//
+// The 80/20 read/write mix rows (mix80-*) are made by benchrun itself,
+// re-executed as `benchrun -loadgen ...` (loadgen.go), since redis-benchmark
+// runs one command at a time; for proxy runs with replicas it also reports
+// the share of GETs the replicas served (INFO commandstats).
 package main
 
 import (
@@ -19,6 +24,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -36,6 +42,9 @@ type row struct {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == loadgenArg {
+		os.Exit(loadgenMain(os.Args[2:]))
+	}
 	rounds := flag.Int("rounds", envInt("ROUNDS", 3), "rounds per scenario, each one direct run then one proxy run (env ROUNDS)")
 	n := flag.Int("n", envInt("BENCH_N", 0), "requests per unpipelined run, 8× that for pipelined runs; 0 = per-row defaults of about 2 s each (env BENCH_N)")
 	runRe := flag.String("run", "", "run only the scenarios whose name matches this regexp (e.g. 'p16', 'set-p1-3B')")
@@ -75,9 +84,13 @@ func main() {
 	if len(todo) == 0 {
 		h.Fatalf("-run %q matches no scenario", *runRe)
 	}
+	nameWidth := 0
+	for _, sc := range todo {
+		nameWidth = max(nameWidth, len(sc.name))
+	}
 
 	redisWrap, clientWrap, layout := pinning()
-	printHeader(bin, layout, *rounds)
+	printHeader(bin, layout, *rounds, slices.ContainsFunc(todo, func(sc scenario) bool { return sc.load == loadMix }))
 
 	topo := redistest.Start(h, redistest.Options{Replicas: 2, Wrapper: redisWrap})
 	master := topo.Master.Addr()
@@ -109,9 +122,10 @@ func main() {
 
 		r := &row{sc: sc, requests: sc.requestsFor(*n)}
 		rows = append(rows, r)
-		args := sc.benchArgv(r.requests)
 		for round := 1; round <= *rounds; round++ {
-			d, err := redisBenchmark(clientWrap, master, args)
+			// The same seed for both runs of a round: the same requests.
+			seed := uint64(round)
+			d, err := sc.run(clientWrap, master, r.requests, seed)
 			if err != nil {
 				h.Fatalf("direct run against the master: %v", err)
 			}
@@ -120,27 +134,41 @@ func main() {
 			if !proxy.running() {
 				proxy = startProxy(h, bin, clientWrap, master, extra)
 			}
+			var getsBefore getCalls
+			if sc.consistency != "" {
+				getsBefore = readGetCalls(h, topo)
+			}
 			before, errBefore := proxy.cpuTicks()
-			p, err := redisBenchmark(clientWrap, proxy.addr, args)
+			p, err := sc.run(clientWrap, proxy.addr, r.requests, seed)
 			after, errAfter := proxy.cpuTicks()
 			if err != nil {
 				r.proxyFailures++
-				fmt.Printf("%-16s round %d/%d: PROXY RUN FAILED: %v\nproxy log:\n%s\n", sc.name, round, *rounds, err, tail(proxy.logPath))
+				fmt.Printf("%-*s round %d/%d: PROXY RUN FAILED: %v\nproxy log:\n%s\n", nameWidth, sc.name, round, *rounds, err, tail(proxy.logPath))
 				continue
 			}
 			p.cpuUsPerReq = math.NaN()
 			if errBefore == nil && errAfter == nil {
 				p.cpuUsPerReq = float64(after-before) * 1e6 / float64(ticksPerSec) / float64(r.requests)
 			}
+			p.replicaShare = math.NaN()
+			extraInfo := ""
+			if sc.consistency != "" {
+				p.replicaShare = readGetCalls(h, topo).replicaShareSince(getsBefore)
+				extraInfo += ", reads on replicas " + fmtPercent(p.replicaShare)
+			}
+			if sc.load == loadMix {
+				extraInfo += fmt.Sprintf(", GET nils %d/%d, seed %d", d.nils, p.nils, seed)
+			}
 			r.proxy = append(r.proxy, p)
-			fmt.Printf("%-16s round %d/%d: direct %9.0f rps, proxy %9.0f rps (%.2f), proxy CPU %s µs/req\n",
-				sc.name, round, *rounds, d.rps, p.rps, p.rps/d.rps, fmtFloat(p.cpuUsPerReq, 2))
+			fmt.Printf("%-*s round %d/%d: direct %9.0f rps, proxy %9.0f rps (%.2f), proxy CPU %s µs/req%s\n",
+				nameWidth, sc.name, round, *rounds, d.rps, p.rps, p.rps/d.rps, fmtFloat(p.cpuUsPerReq, 2), extraInfo)
 		}
 	}
 	proxy.stop()
 
 	fmt.Println()
 	printTable(rows)
+	printModes(rows)
 	fmt.Printf("\nbenchmark runs took %v\n", time.Since(start).Round(time.Second))
 
 	// The servers are stopped first so the Go benchmarks get the machine.
@@ -175,7 +203,7 @@ func pinning() (redisWrap, clientWrap []string, layout string) {
 		"Redis on CPU 0; proxy and redis-benchmark on CPU 1 (taskset)"
 }
 
-func printHeader(bin, layout string, rounds int) {
+func printHeader(bin, layout string, rounds int, mix bool) {
 	version := "unknown"
 	if out, err := exec.Command(bin, "--version").Output(); err == nil {
 		version = strings.TrimSpace(string(out))
@@ -188,12 +216,16 @@ func printHeader(bin, layout string, rounds int) {
 	fmt.Printf("  proxy:  %s (%s)\n", bin, version)
 	fmt.Printf("  redis:  %s; a master and 2 replicas\n", redis)
 	fmt.Printf("  CPUs:   %d; %s\n", runtime.NumCPU(), layout)
-	fmt.Printf("  load:   redis-benchmark %s; rounds: %d, each a direct run then a proxy run\n\n", strings.Join(benchLoad, " "), rounds)
+	fmt.Printf("  load:   redis-benchmark %s; rounds: %d, each a direct run then a proxy run\n", strings.Join(benchLoad, " "), rounds)
+	if mix {
+		fmt.Printf("  mix:    benchrun %s -c %d -r %d: GETs and SETs at random, one raw RESP connection per client\n", loadgenArg, benchClients, keyspace)
+	}
+	fmt.Println()
 }
 
 func printTable(rows []*row) {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tP\tvalue\t-n\tdirect rps\tproxy rps\tproxy/direct\tper-round range\ttarget\tp50 ms direct/proxy\tp99 ms direct/proxy\tproxy CPU µs/req\ttarget\t")
+	fmt.Fprintln(tw, "scenario\tP\tvalue\t-n\tdirect rps\tproxy rps\tproxy/direct\tper-round range\ttarget\treads on replicas\tp50 ms direct/proxy\tp99 ms direct/proxy\tproxy CPU µs/req\ttarget\t")
 	for _, r := range rows {
 		direct := collect(r.direct, func(b benchResult) float64 { return b.rps })
 		proxied := collect(r.proxy, func(b benchResult) float64 { return b.rps })
@@ -214,10 +246,15 @@ func printTable(rows []*row) {
 			spread = fmt.Sprintf("%.2f–%.2f", lo, hi)
 		}
 		cpu := median(collect(r.proxy, func(b benchResult) float64 { return b.cpuUsPerReq }))
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s / %s\t%s / %s\t%s\t%s\t\n",
+		share := "-"
+		if r.sc.consistency != "" {
+			share = fmtPercent(median(collect(r.proxy, func(b benchResult) float64 { return b.replicaShare })))
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s / %s\t%s / %s\t%s\t%s\t\n",
 			r.sc.name, r.sc.pipeline, sizeName(r.sc.valueBytes), r.requests,
 			dRPS, fmtFloat(pRPS, 0), fmtFloat(ratio, 2), spread,
 			target("≥", r.sc.minRatio, ratio, ratio >= r.sc.minRatio),
+			share,
 			fmtFloat(median(collect(r.direct, func(b benchResult) float64 { return b.p50Ms })), 3),
 			fmtFloat(median(collect(r.proxy, func(b benchResult) float64 { return b.p50Ms })), 3),
 			fmtFloat(median(collect(r.direct, func(b benchResult) float64 { return b.p99Ms })), 3),
@@ -227,6 +264,95 @@ func printTable(rows []*row) {
 	}
 	tw.Flush()
 	fmt.Println("ratios are of the median rps over the rounds; targets from DESIGN.md \"Performance targets\".")
+	fmt.Println("reads on replicas: the replicas' share of the GETs served during the proxy runs (INFO commandstats), median over the rounds.")
+	printNils(rows)
+}
+
+// printNils reports the mix rows' GETs answered nil. The fill leaves about
+// e^-10 of the keys unwritten (populateArgv), so a few are expected, about
+// as many through the proxy as direct (fewer as the mix's SETs fill the
+// gaps). Clearly more through the proxy would mean reads served by a
+// replica that a key's first SET had not reached yet: allowed in eventual
+// mode, a bug in causal and linearizable.
+func printNils(rows []*row) {
+	header := false
+	for _, r := range rows {
+		if r.sc.load != loadMix {
+			continue
+		}
+		var dGets, dNils, pGets, pNils int64
+		for _, b := range r.direct {
+			dGets, dNils = dGets+b.gets, dNils+b.nils
+		}
+		for _, b := range r.proxy {
+			pGets, pNils = pGets+b.gets, pNils+b.nils
+		}
+		if !header {
+			fmt.Println("GETs answered nil (the fill leaves about e^-10 of the keys unwritten, so a few are expected):")
+			header = true
+		}
+		fmt.Printf("  %s: direct %d of %d, proxy %d of %d; at most about %.0f expected in each\n",
+			r.sc.name, dNils, dGets, pNils, pGets, float64(max(dGets, pGets))*math.Exp(-10))
+	}
+}
+
+// printModes compares the consistency modes on the 80/20 mix, per pipeline
+// depth, against DESIGN.md's "causal mode ≥ 0.85× the throughput of
+// eventual". The modes' rows run one after another, not interleaved, so the
+// second ratio divides out each row's own direct runs: when the machine
+// drifts between rows, that one is the steadier.
+func printModes(rows []*row) {
+	const minCausal = 0.85
+	type modeRPS struct{ proxy, ratio float64 }
+	byDepth := map[int]map[string]modeRPS{}
+	var depths []int
+	for _, r := range rows {
+		if r.sc.load != loadMix || r.sc.readPercent != 80 || len(r.proxy) == 0 {
+			continue
+		}
+		d := median(collect(r.direct, func(b benchResult) float64 { return b.rps }))
+		p := median(collect(r.proxy, func(b benchResult) float64 { return b.rps }))
+		if byDepth[r.sc.pipeline] == nil {
+			byDepth[r.sc.pipeline] = map[string]modeRPS{}
+			depths = append(depths, r.sc.pipeline)
+		}
+		byDepth[r.sc.pipeline][r.sc.consistency] = modeRPS{proxy: p, ratio: p / d}
+	}
+	if len(depths) == 0 {
+		return
+	}
+	fmt.Printf("\nconsistency modes on the 80/20 mix (median proxy rps over eventual's; DESIGN.md: causal ≥ %g× eventual):\n", minCausal)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "P\teventual rps\tcausal/eventual\ttarget\tsame, each over its direct\tlinearizable/eventual\tsame, each over its direct\t")
+	for _, p := range depths {
+		m := byDepth[p]
+		ev, ok := m["eventual"]
+		if !ok {
+			fmt.Fprintf(tw, "%d\tnot run\t-\t-\t-\t-\t-\t\n", p)
+			continue
+		}
+		rel := func(mode string) (float64, float64) {
+			x, ok := m[mode]
+			if !ok {
+				return math.NaN(), math.NaN()
+			}
+			return x.proxy / ev.proxy, x.ratio / ev.ratio
+		}
+		causal, causalNorm := rel("causal")
+		lin, linNorm := rel("linearizable")
+		fmt.Fprintf(tw, "%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t\n", p, ev.proxy,
+			fmtFloat(causal, 2), target("≥", minCausal, causal, causal >= minCausal), fmtFloat(causalNorm, 2),
+			fmtFloat(lin, 2), fmtFloat(linNorm, 2))
+	}
+	tw.Flush()
+}
+
+// fmtPercent shows a share in [0, 1] as a percentage.
+func fmtPercent(share float64) string {
+	if math.IsNaN(share) {
+		return "n/a"
+	}
+	return strconv.FormatFloat(100*share, 'f', 1, 64) + "%"
 }
 
 // target shows a DESIGN.md target and whether this run met it. It is

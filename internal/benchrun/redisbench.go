@@ -13,17 +13,25 @@ import (
 	"syscall"
 )
 
-// benchResult is one redis-benchmark run, as its --csv line reports it.
+// benchResult is one run: what redis-benchmark's --csv line or the mix
+// generator's result line reports, and what benchrun measured around it.
 type benchResult struct {
 	rps         float64
 	p50Ms       float64
 	p99Ms       float64
 	cpuUsPerReq float64 // proxy CPU per request; NaN for direct runs
+
+	// Mix runs only (redis-benchmark does not count them): GETs sent, and
+	// those answered nil.
+	gets, nils int64
+	// replicaShare is the replicas' share of the GETs the servers served
+	// during a proxy run with replicas (INFO commandstats); NaN otherwise.
+	replicaShare float64
 }
 
 // benchLoad is the fixed part of every redis-benchmark command line in
 // DESIGN.md "Performance targets": 50 clients over 100,000 random keys.
-var benchLoad = []string{"-c", "50", "-r", strconv.Itoa(keyspace)}
+var benchLoad = []string{"-c", strconv.Itoa(benchClients), "-r", strconv.Itoa(keyspace)}
 
 // redisBenchmark runs redis-benchmark against addr and parses its CSV.
 func redisBenchmark(wrapper []string, addr string, args []string) (benchResult, error) {

@@ -7,16 +7,19 @@ import (
 	"github.com/replproxy/replproxy/internal/redistest"
 )
 
-// scenario is one row of the results table: the same redis-benchmark load
-// run against the master directly and through a proxy started with
-// proxyArgs, alternately, for -rounds rounds. New measurements (reads split
-// over replicas, an 80/20 mix per consistency mode) are new entries in
-// scenarios(), not new code paths.
+// scenario is one row of the results table: the same load run against the
+// master directly and through a proxy started with proxyArgs, alternately,
+// for -rounds rounds. New measurements (reads split over replicas, an 80/20
+// mix per consistency mode) are new entries in scenarios(), not new code
+// paths.
 type scenario struct {
-	name       string // unique; -run matches it
-	test       string // redis-benchmark -t
-	pipeline   int    // -P
-	valueBytes int    // -d
+	name string // unique; -run matches it
+	load loadKind
+	test string // redis-benchmark -t (loadRedisBenchmark)
+	// readPercent is the share of GETs of a loadMix run; the rest are SETs.
+	readPercent int
+	pipeline    int // -P
+	valueBytes  int // -d
 	// requests is -n for one run, chosen so a direct run takes about 2 s
 	// here; -n rescales it (see requestsFor).
 	requests int
@@ -24,7 +27,11 @@ type scenario struct {
 	// --metrics-listen "" and --discover-replicas=false. Scenarios with equal
 	// args share one proxy process. Nil means none.
 	proxyArgs func(topo *redistest.Topology) []string
-	benchArgs []string // more redis-benchmark arguments, after the standard ones
+	// consistency is the --consistency the proxy runs with when it has
+	// replicas (replicaArgs), "" when it has none. Runs with replicas report
+	// the share of GETs the replicas served.
+	consistency string
+	benchArgs   []string // more redis-benchmark arguments, after the standard ones
 
 	// readsExisting: the run reads keys and must find values of valueBytes,
 	// or it would measure nil replies. The keyspace is filled first.
@@ -35,8 +42,27 @@ type scenario struct {
 	maxCPUPerReqU float64 // proxy CPU µs per request
 }
 
+// loadKind is the client that makes a scenario's load.
+type loadKind int
+
+const (
+	// loadRedisBenchmark is `redis-benchmark -t test`: one command per run.
+	loadRedisBenchmark loadKind = iota
+	// loadMix is benchrun's own generator (loadgen.go): readPercent GETs,
+	// the rest SETs, over the same keys, connections and pipeline.
+	loadMix
+)
+
 // keyspace is redis-benchmark's -r: every run draws keys from this many.
 const keyspace = 100000
+
+// benchClients is redis-benchmark's -c, and the mix generator's.
+const benchClients = 50
+
+// mixModes are the --consistency modes the 80/20 mix is measured in:
+// DESIGN.md's target compares causal with eventual; linearizable shows the
+// price of its ROLE round trip per batch of reads.
+var mixModes = []string{"causal", "linearizable", "eventual"}
 
 func scenarios() []scenario {
 	return []scenario{
@@ -55,6 +81,15 @@ func scenarios() []scenario {
 		// against the master alone, so above 1 means the replicas add capacity.
 		replicaRow(1, 200_000),
 		replicaRow(16, 1_500_000),
+		// DESIGN.md: causal ≥ 0.85× eventual on an 80/20 read/write mix; see
+		// printModes. Writes cost the master the replication stream, so the
+		// counts sit between the SET and GET rows'.
+		mixRow("causal", 1, 200_000),
+		mixRow("linearizable", 1, 200_000),
+		mixRow("eventual", 1, 200_000),
+		mixRow("causal", 16, 1_000_000),
+		mixRow("linearizable", 16, 1_000_000),
+		mixRow("eventual", 16, 1_000_000),
 	}
 }
 
@@ -63,15 +98,42 @@ func scenarios() []scenario {
 func replicaRow(pipeline, requests int) scenario {
 	s := matrixRow("get", pipeline, 3, requests, 0, 0)
 	s.name += "-replicas"
-	s.proxyArgs = func(topo *redistest.Topology) []string {
+	s.consistency = "eventual"
+	s.proxyArgs = replicaArgs(s.consistency)
+	return s
+}
+
+// mixRow is the 80/20 GET/SET mix of 3-byte values through a proxy with
+// both replicas in consistency mode. The keyspace is filled first, so a GET
+// that finds nothing means a read went where the key's write was not.
+func mixRow(mode string, pipeline, requests int) scenario {
+	name := "mix80-" + mode
+	if pipeline > 1 {
+		name = fmt.Sprintf("mix80-p%d-%s", pipeline, mode)
+	}
+	return scenario{
+		name:          name,
+		load:          loadMix,
+		readPercent:   80,
+		pipeline:      pipeline,
+		valueBytes:    3,
+		requests:      requests,
+		proxyArgs:     replicaArgs(mode),
+		consistency:   mode,
+		readsExisting: true,
+	}
+}
+
+// replicaArgs gives the proxy both replicas, with no discovery, in mode.
+func replicaArgs(mode string) func(topo *redistest.Topology) []string {
+	return func(topo *redistest.Topology) []string {
 		_, replicas := topo.Addrs()
-		args := []string{"--consistency", "eventual"}
+		args := []string{"--consistency", mode}
 		for _, r := range replicas {
 			args = append(args, "--replica", r)
 		}
 		return args
 	}
-	return s
 }
 
 // matrixRow is one cell of {SET, GET} × {P1, P16} × {3 B, 1 KiB} through a
@@ -101,6 +163,32 @@ func (s scenario) requestsFor(n int) int {
 		return 8 * n
 	default:
 		return n
+	}
+}
+
+// run makes the scenario's load against addr once. seed is the mix
+// generator's (redis-benchmark has none to set).
+func (s scenario) run(wrapper []string, addr string, requests int, seed uint64) (benchResult, error) {
+	if s.load != loadMix {
+		return redisBenchmark(wrapper, addr, s.benchArgv(requests))
+	}
+	res, err := runLoadgen(wrapper, s.loadConfig(addr, requests, seed))
+	if err != nil {
+		return benchResult{}, err
+	}
+	return benchResult{rps: res.rps, p50Ms: res.p50Ms, p99Ms: res.p99Ms, gets: res.gets, nils: res.nils}, nil
+}
+
+func (s scenario) loadConfig(addr string, requests int, seed uint64) loadConfig {
+	return loadConfig{
+		addr:        addr,
+		clients:     benchClients,
+		requests:    requests,
+		readPercent: s.readPercent,
+		pipeline:    s.pipeline,
+		keyspace:    keyspace,
+		valueBytes:  s.valueBytes,
+		seed:        seed,
 	}
 }
 
