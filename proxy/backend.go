@@ -130,6 +130,7 @@ func (b *backend) connect(addr, user, pass string, timeout time.Duration) {
 	}
 	if err != nil {
 		_ = b.l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			b.l.tick()
 			b.dialFailed(err)
 			return nil
 		}))
@@ -267,7 +268,7 @@ func (b *backend) forward(s *session, raw []byte, expectReply bool) {
 	}
 	if expectReply {
 		p.seq = s.replies.reserve()
-		p.sent = time.Now().UnixNano()
+		p.sent = b.l.nowNs
 	}
 	if p.floorLater && b.owner == nil && b.l.replicaEligible() {
 		// A read on the master whose floor may soon matter (a replica could
@@ -293,7 +294,7 @@ func (b *backend) send(p pending, raw []byte, expectReply bool) {
 		p.reqEnd = 0 // a re-sent read carries the offset of the log it came from
 		if b.pool.replica {
 			if b.pend.len() == 0 {
-				b.lastProgress = time.Now()
+				b.lastProgress = b.l.now
 			}
 			b.logReq(raw)
 			p.reqEnd = b.reqEnd()
@@ -384,7 +385,7 @@ func (b *backend) onTraffic() {
 	if off > 0 {
 		_, _ = c.Discard(off)
 		if b.pool.replica {
-			b.lastProgress = time.Now()
+			b.lastProgress = b.l.now
 		}
 	}
 	b.l.flush()

@@ -67,6 +67,7 @@ func (s *session) gate() (pass, consumed bool) {
 func (l *loop) afterFunc(d time.Duration) {
 	time.AfterFunc(d, func() {
 		_ = l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			l.tick()
 			l.checkParked()
 			l.flush()
 			return nil

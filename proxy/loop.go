@@ -39,6 +39,12 @@ type loop struct {
 	rr      int
 
 	stats loopStats
+	// now and nowNs are the time of the event being handled, read once per
+	// callback (tick): requests parsed or replies read in one callback
+	// were, to the proxy, forwarded or answered at the same moment, and a
+	// clock read per request was a fifth of the proxy's CPU.
+	now   time.Time
+	nowNs int64
 	// linearizable reads waiting for a master offset sample: linWaiting
 	// for the next ROLE, linInFlight for the one sent (linSent).
 	linWaiting, linInFlight []*session
@@ -103,10 +109,17 @@ func newLoop(s *Server, el gnet.EventLoop) *loop {
 		return nil
 	})
 	l.sweeper = gnet.RunnableFunc(func(context.Context) error {
-		l.sweep(time.Now())
+		l.tick()
+		l.sweep(l.now)
 		return nil
 	})
 	return l
+}
+
+// tick reads the clock for the callback that starts.
+func (l *loop) tick() {
+	l.now = time.Now()
+	l.nowNs = l.now.UnixNano()
 }
 
 func (l *loop) newPool(addr string, replica bool) *nodePool {
@@ -335,8 +348,25 @@ func (l *loop) flush() {
 		}
 		l.dirtySessions = l.dirtySessions[:0]
 	}
+	if l.flushQueued {
+		// A backend with a lot queued gets it now rather than at the end of
+		// the wake-up, so the server works on the first clients' requests
+		// while the loop still reads the others': one round trip per
+		// wake-up, all stages in series, left the CPUs idle a third of the
+		// time under 50 pipelining clients.
+		for _, b := range l.dirtyBackends {
+			if len(b.out) >= eagerFlushBytes {
+				b.flush()
+			}
+		}
+	}
 	l.flushing = false
 }
+
+// eagerFlushBytes: see flush. Pipelined GETs through the proxy (50 clients,
+// 16 deep) ran about 1.3× faster with 2–8 KiB here than with none; 1 KiB-
+// writes would cost a syscall per few requests.
+const eagerFlushBytes = 4 << 10
 
 // sweep enforces idle timeouts and replica read timeouts, and during
 // shutdown closes clients that have nothing left in flight.

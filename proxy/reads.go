@@ -1,8 +1,6 @@
 package proxy
 
 import (
-	"time"
-
 	"github.com/replproxy/replproxy/resp"
 	"github.com/replproxy/replproxy/router"
 )
@@ -43,7 +41,7 @@ func (s *session) sendRead(cmd resp.Command, raw []byte) bool {
 		}
 		required = s.linRequired
 	}
-	now := time.Now().UnixNano()
+	now := s.l.nowNs
 	if !s.srv.fenceTrusted(now) {
 		s.l.stats.fallback(fallbackFenceLost)
 		return s.sendMasterRead(cmd, raw)
@@ -179,7 +177,7 @@ func (s *session) redoRead(from *backend, p pending, req []byte) bool {
 	p.retried = true
 	s.retryOutstanding++
 	var b *backend
-	if time.Now().UnixNano()-p.since < int64(s.srv.cfg.CausalWait) {
+	if s.l.nowNs-p.since < int64(s.srv.cfg.CausalWait) {
 		if pool := s.pickBehind(); pool != nil {
 			b, _ = s.l.sharedBackend(pool, from.proto)
 		}

@@ -449,6 +449,7 @@ func (s *Server) loopOf(el gnet.EventLoop) *loop {
 // anything else is a client.
 func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	if b, ok := c.Context().(*backend); ok {
+		b.l.tick()
 		b.onOpen(c)
 		return nil, gnet.None
 	}
@@ -472,6 +473,7 @@ func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 		s.clients.Add(-1)
 		x.onClose()
 	case *backend:
+		x.l.tick()
 		x.onClose(err)
 	}
 	return gnet.None
@@ -480,8 +482,10 @@ func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 	switch x := c.Context().(type) {
 	case *session:
+		x.l.tick()
 		return x.onTraffic()
 	case *backend:
+		x.l.tick()
 		x.onTraffic()
 	}
 	return gnet.None

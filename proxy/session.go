@@ -109,7 +109,7 @@ func (s *session) needsPin() bool {
 
 func (s *session) onTraffic() gnet.Action {
 	if s.srv.cfg.IdleTimeout > 0 {
-		s.lastActive = time.Now()
+		s.lastActive = s.l.now
 	}
 	s.process()
 	s.l.flush()
@@ -197,7 +197,7 @@ func (s *session) complete(b *backend, p pending, reply []byte) {
 		if b.pool.replica {
 			t = targetReplica
 		}
-		s.l.stats.observe(t, p.sent, time.Now().UnixNano())
+		s.l.stats.observe(t, p.sent, s.l.nowNs)
 	}
 	s.account(b, &p)
 	if p.floorLater && (s.floorConn != b || s.floorEpoch == 0) {

@@ -155,6 +155,7 @@ func (l *loop) refreshReplicaOffsets() {
 			l.refreshTimer = true
 			time.AfterFunc(wait, func() {
 				_ = l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+					l.tick()
 					l.refreshTimer = false
 					l.checkParked()
 					l.flush()
