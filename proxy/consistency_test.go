@@ -319,3 +319,75 @@ func TestMonotonicReadsAcrossMasterAndReplicas(t *testing.T) {
 		t.Fatalf("no read went to the master: the test did not exercise the floor of master reads")
 	}
 }
+
+// Pipelines that alternate reads and writes complete in several segments
+// (reads on a replica, writes on the master), with the replies held back
+// until the pipeline is done (holdOutput). Every pipeline must complete, in
+// order, and under causal and linearizable a GET sees the SET pipelined
+// before it.
+func TestMixedPipelinesComplete(t *testing.T) {
+	for _, mode := range []string{"causal", "linearizable", "eventual"} {
+		t.Run(mode, func(t *testing.T) {
+			_, srv := splitTopology(t, Config{Consistency: mode})
+			ctx := context.Background()
+			const clients, batches, depth = 16, 150, 16
+			seed := time.Now().UnixNano()
+			t.Logf("seed %d", seed)
+			var wg sync.WaitGroup
+			for w := range clients {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					rng := rand.New(rand.NewSource(seed + int64(w)))
+					c := client(t, srv.Addr(), &redis.Options{PoolSize: 1, MaxRetries: -1, ReadTimeout: 5 * time.Second})
+					last := map[string]string{} // what this client last wrote per key
+					for b := range batches {
+						type op struct {
+							key, val string
+							get      *redis.StringCmd
+							set      *redis.StatusCmd
+						}
+						ops := make([]op, depth)
+						_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+							for i := range ops {
+								key := fmt.Sprintf("mix:%d:%d", w, rng.Intn(4))
+								ops[i].key = key
+								if rng.Intn(5) == 0 {
+									ops[i].val = fmt.Sprintf("%d.%d", b, i)
+									ops[i].set = p.Set(ctx, key, ops[i].val, 0)
+								} else {
+									ops[i].get = p.Get(ctx, key)
+								}
+							}
+							return nil
+						})
+						if err != nil && err != redis.Nil {
+							t.Errorf("client %d batch %d: %v", w, b, err)
+							return
+						}
+						for _, o := range ops {
+							if o.set != nil {
+								if o.set.Err() != nil {
+									t.Errorf("SET: %v", o.set.Err())
+									return
+								}
+								last[o.key] = o.val
+								continue
+							}
+							v, err := o.get.Result()
+							if err != nil && err != redis.Nil {
+								t.Errorf("GET: %v", err)
+								return
+							}
+							if mode != "eventual" && v != last[o.key] {
+								t.Errorf("client %d batch %d: GET %s = %q after its SET of %q", w, b, o.key, v, last[o.key])
+								return
+							}
+						}
+					}
+				}()
+			}
+			wg.Wait()
+		})
+	}
+}

@@ -76,6 +76,7 @@ type session struct {
 	multiSelect  int // db SELECTed inside MULTI, applied at EXEC; -1 if none
 
 	stalled       bool // waiting for outstanding requests before switching backend
+	wakePending   bool // resume woke the connection; its OnTraffic has not run yet
 	pipelineFull  bool // MaxPipeline requests in flight; reading paused
 	closeWhenDone bool // QUIT or protocol error: close once replies are out
 	closed        bool
@@ -108,10 +109,14 @@ func (s *session) needsPin() bool {
 }
 
 func (s *session) onTraffic() gnet.Action {
+	s.wakePending = false
 	if s.srv.cfg.IdleTimeout > 0 {
 		s.lastActive = s.l.now
 	}
 	s.process()
+	if len(s.out) > 0 {
+		s.l.markSession(s) // replies held back for this callback (holdOutput)
+	}
 	s.l.flush()
 	return gnet.None
 }
@@ -175,7 +180,7 @@ func (s *session) resume() {
 	}
 	s.stalled = false
 	s.pipelineFull = false
-	_ = s.c.Wake(nil)
+	s.wakePending = s.c.Wake(nil) == nil
 }
 
 // idle reports whether the session has no request in flight on any backend.
@@ -311,11 +316,33 @@ var (
 // maxRetainedClientOut bounds the output buffer an idle session keeps.
 const maxRetainedClientOut = 64 << 10
 
+// maxCoalescedReplyBytes bounds the replies holdOutput keeps back.
+const maxCoalescedReplyBytes = 64 << 10
+
+// holdOutput reports whether the replies ready for the client may wait for
+// the rest of its pipeline: a pipeline that alternates reads (on a replica)
+// and writes (on the master) completes in several segments, and a write
+// per segment cost more CPU than the proxy's whole work for the requests
+// (writes are the priciest syscall here). Replies are held only while more
+// of this client's requests are being answered by a server without delay,
+// and at most 64 KiB of them: never behind a blocking call, a WAIT, the
+// write gate or a synchronous write, which may take long.
+func (s *session) holdOutput() bool {
+	if len(s.out) >= maxCoalescedReplyBytes || s.closeWhenDone {
+		return false
+	}
+	if s.wakePending {
+		return true // its own callback comes next, and flushes again
+	}
+	return s.replies.outstanding() > 0 && s.pinned == nil && !s.blockingCall && s.waiting == nil &&
+		s.gateDeadline.IsZero() && s.srv.cfg.SyncReplicas == 0
+}
+
 func (s *session) flush() {
 	if s.closed {
 		return
 	}
-	if len(s.out) > 0 {
+	if len(s.out) > 0 && !s.holdOutput() {
 		_, _ = s.c.Write(s.out)
 		if s.closed {
 			return
