@@ -73,9 +73,12 @@ type backend struct {
 	// holdBuf.
 	held    []heldReply
 	holdBuf []byte
-	// checkOK is the verdict of the last pendCheck, for the conditional read
-	// right after it.
-	checkOK bool
+	// checkedOff is what the last pendCheck ROLE returned (-1: it failed):
+	// every read queued after that ROLE observed at least this offset.
+	// checkQueued: a pendCheck is in the batch not yet written, so the
+	// conditional reads queued after it need no other.
+	checkedOff  int64
+	checkQueued bool
 	// refreshing: a pendRefresh ROLE is in flight.
 	refreshing bool
 	// sampleEpoch and sampleOff: the epoch and offset of the newest fence
@@ -348,6 +351,7 @@ func (b *backend) flush() {
 	if b.state != stateOpen || len(b.out) == 0 {
 		return
 	}
+	b.checkQueued = false
 	_, _ = b.c.Write(b.out)
 	if cap(b.out) > maxRetainedOutBytes {
 		b.out = nil
@@ -419,10 +423,11 @@ func (b *backend) onReply(frame []byte) {
 		return
 	case pendCheck:
 		off, _, ok := roleOffset(frame)
+		b.checkedOff = -1
 		if ok {
 			b.pool.learnOffset(off)
+			b.checkedOff = off
 		}
-		b.checkOK = ok && off >= p.required
 		return
 	case pendRefresh:
 		b.refreshing = false
@@ -440,7 +445,7 @@ func (b *backend) onReply(frame []byte) {
 		return
 	}
 	b.l.inflight.Add(-1)
-	if p.conditional && !b.checkOK {
+	if p.conditional && b.checkedOff < p.required {
 		// The replica had not reached what the read needs when it ran it:
 		// its reply may be stale. Nobody sees it; the read runs again.
 		if p.sess.redoRead(b, p, req) {

@@ -199,7 +199,13 @@ func (l *loop) releaseDedicated(b *backend) {
 	b.close()
 }
 
+// mayDial says why a connection to the node must not be dialed now (the
+// reconnect backoff), or "". It runs for every replica considered for
+// every read, so a healthy node costs no clock read.
 func (p *nodePool) mayDial() string {
+	if p.dial.retryAt.IsZero() {
+		return ""
+	}
 	if time.Now().Before(p.dial.retryAt) {
 		return p.dial.lastErr
 	}

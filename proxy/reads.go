@@ -94,8 +94,7 @@ func (s *session) sendReplica(pool *nodePool, cmd resp.Command, raw []byte) bool
 			s.stalled = true
 			return false
 		}
-		b.out = append(b.out, roleRequest...)
-		b.pend.push(pending{kind: pendCheck, required: s.next.required, reqEnd: b.reqEnd()})
+		b.queueCheck()
 	}
 	return s.sendTo(b, cmd, raw, true)
 }
@@ -132,8 +131,11 @@ func (s *session) qualifies(p *nodePool, st *router.NodeState, required int64, w
 	return true
 }
 
-// pickBehind chooses the usable replica with the highest known offset, for
-// a conditional read: it has most likely caught up by the time it runs it.
+// pickBehind chooses a replica for a conditional read: the least busy of
+// those that are close behind (lag within --poll-interval plus
+// --causal-wait: what an up-to-date replica looks like between two polls),
+// else the most advanced one. The check before the read decides whether it
+// counts; the choice only spreads the load and avoids replicas that stopped.
 func (s *session) pickBehind() *nodePool {
 	snap := s.srv.topo.Load()
 	if snap == nil {
@@ -141,17 +143,42 @@ func (s *session) pickBehind() *nodePool {
 	}
 	var best *nodePool
 	var bestOff int64 = -1
+	close := 0
+	closeMs := (s.srv.cfg.PollInterval + s.srv.cfg.CausalWait).Milliseconds()
 	for i := range snap.Replicas {
 		st := &snap.Replicas[i]
 		p := s.l.replicaPool(st.Addr)
 		if !p.usable(st) || p.mayDial() != "" {
 			continue
 		}
-		if off := max(st.Offset, p.knownOffset); off > bestOff {
+		off := max(st.Offset, p.knownOffset)
+		if off > bestOff {
 			best, bestOff = p, off
 		}
+		if lag := s.srv.lagMs(off); lag >= 0 && lag <= closeMs {
+			close++
+		}
 	}
-	return best
+	if close < 2 {
+		return best
+	}
+	return s.l.pickReplica(s.proto, nil, func(p *nodePool, st *router.NodeState) bool {
+		lag := s.srv.lagMs(max(st.Offset, p.knownOffset))
+		return lag >= 0 && lag <= closeMs
+	})
+}
+
+// queueCheck puts a ROLE before the conditional read about to be queued on
+// b, unless one is already in the batch: every read after a ROLE on the
+// connection runs after it, so one check serves all the conditional reads
+// of a batch, from any session, each judged against its own requirement.
+func (b *backend) queueCheck() {
+	if b.checkQueued {
+		return
+	}
+	b.checkQueued = true
+	b.out = append(b.out, roleRequest...)
+	b.pend.push(pending{kind: pendCheck, reqEnd: b.reqEnd()})
 }
 
 func stateOf(snap *router.Snapshot, addr string) *router.NodeState {
@@ -183,8 +210,7 @@ func (s *session) redoRead(from *backend, p pending, req []byte) bool {
 		}
 	}
 	if b != nil {
-		b.out = append(b.out, roleRequest...)
-		b.pend.push(pending{kind: pendCheck, required: p.required, reqEnd: b.reqEnd()})
+		b.queueCheck()
 	} else {
 		s.l.stats.fallback(fallbackCausalWait)
 		p.conditional = false
