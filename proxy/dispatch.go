@@ -180,6 +180,10 @@ func (s *session) send(cmd resp.Command, raw []byte, pin, expectReply bool) bool
 		if b, why = s.l.dedicatedBackend(s); b != nil {
 			s.pinned = b
 		}
+	case s.behindOwnOnMaster() && s.target.proto == s.proto:
+		// Keep to the connection the session's requests are in flight on:
+		// with --backend-conns > 1 another one would make it wait.
+		b = s.target
 	default:
 		b, why = s.l.sharedBackend(s.l.master, s.proto)
 	}

@@ -16,6 +16,15 @@ func (s *session) sendRead(cmd resp.Command, raw []byte) bool {
 	if s.pinned != nil {
 		return s.send(cmd, raw, false, true) // inside MULTI, WATCH...: in order on the master
 	}
+	if (s.consistency == consistencyCausal || s.consistency == consistencyLinearizable) && s.behindOwnOnMaster() {
+		// Pipelined behind requests of its own still in flight on the
+		// master (a write, typically): no replica can have that write yet,
+		// and the master runs this read after it, in order. Waiting to
+		// switch to a replica would cost the pipeline a round trip, and an
+		// offset check that fails (the replica not there yet) another.
+		s.l.stats.fallback(fallbackPipelined)
+		return s.sendMasterRead(cmd, raw)
+	}
 	var required int64
 	switch s.consistency {
 	case consistencyStrong:
@@ -70,6 +79,13 @@ func (s *session) sendRead(cmd resp.Command, raw []byte) bool {
 	}
 	s.l.stats.fallback(fallbackNoReplica)
 	return s.sendMasterRead(cmd, raw)
+}
+
+// behindOwnOnMaster: the session has requests in flight on a shared master
+// connection.
+func (s *session) behindOwnOnMaster() bool {
+	t := s.target
+	return t != nil && !t.pool.replica && t.owner == nil && t.state != stateClosed && !s.idle()
 }
 
 // sendMasterRead sends a read to the master. Under causal and linearizable

@@ -59,10 +59,11 @@ const (
 	fallbackBoundedLag                         // no replica within --max-lag
 	fallbackFenceLost                          // a write's fence was lost: causal reads use the master for a while
 	fallbackFloorUnknown                       // the connection's last read ran on the master; its floor is being sampled
+	fallbackPipelined                          // pipelined behind the connection's own requests on the master
 	fallbackCount
 )
 
-var fallbackNames = [fallbackCount]string{"no_eligible_replica", "causal_wait_expired", "bounded_lag", "fence_lost", "floor_unknown"}
+var fallbackNames = [fallbackCount]string{"no_eligible_replica", "causal_wait_expired", "bounded_lag", "fence_lost", "floor_unknown", "pipelined_behind_master"}
 
 // Why a read was re-sent, invisibly to the client.
 type retryReason uint8
