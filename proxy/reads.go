@@ -104,8 +104,9 @@ func (s *session) sendReplica(pool *nodePool, cmd resp.Command, raw []byte) bool
 		return s.sendMasterRead(cmd, raw)
 	}
 	if s.next.conditional {
-		// The check and the read must be adjacent on the connection; the
-		// SELECT send may put between them changes no offset.
+		// The read must follow a check in the same batch on the connection
+		// (queueCheck). Stall first, when sendTo would, so that no check is
+		// queued for a read that is not.
 		if b != s.target && !s.idle() {
 			s.stalled = true
 			return false
@@ -159,8 +160,8 @@ func (s *session) pickBehind() *nodePool {
 	}
 	var best *nodePool
 	var bestOff int64 = -1
-	close := 0
-	closeMs := (s.srv.cfg.PollInterval + s.srv.cfg.CausalWait).Milliseconds()
+	near := 0
+	nearMs := (s.srv.cfg.PollInterval + s.srv.cfg.CausalWait).Milliseconds()
 	for i := range snap.Replicas {
 		st := &snap.Replicas[i]
 		p := s.l.replicaPool(st.Addr)
@@ -171,16 +172,16 @@ func (s *session) pickBehind() *nodePool {
 		if off > bestOff {
 			best, bestOff = p, off
 		}
-		if lag := s.srv.lagMs(off); lag >= 0 && lag <= closeMs {
-			close++
+		if lag := s.srv.lagMs(off); lag >= 0 && lag <= nearMs {
+			near++
 		}
 	}
-	if close < 2 {
+	if near < 2 {
 		return best
 	}
 	return s.l.pickReplica(s.proto, nil, func(p *nodePool, st *router.NodeState) bool {
 		lag := s.srv.lagMs(max(st.Offset, p.knownOffset))
-		return lag >= 0 && lag <= closeMs
+		return lag >= 0 && lag <= nearMs
 	})
 }
 
