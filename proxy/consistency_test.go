@@ -388,6 +388,14 @@ func TestMixedPipelinesComplete(t *testing.T) {
 				}()
 			}
 			wg.Wait()
+			var behind int64
+			for _, l := range *srv.loopLst.Load() {
+				behind += l.stats.fallbacks[fallbackPipelined].Load()
+			}
+			t.Logf("%s: %d reads went to the master behind their own requests", mode, behind)
+			if (mode == "eventual") != (behind == 0) {
+				t.Fatalf("%s: %d reads pipelined behind the master stayed there; want some only under causal and linearizable", mode, behind)
+			}
 		})
 	}
 }
