@@ -370,8 +370,8 @@ func (l *loop) flush() {
 }
 
 // eagerFlushBytes: see flush. Pipelined GETs through the proxy (50 clients,
-// 16 deep) ran about 1.3× faster with 2–8 KiB here than with none; 1 KiB-
-// writes would cost a syscall per few requests.
+// 16 deep) ran about 1.3× faster with 2–8 KiB here than with none; a much
+// smaller threshold would spend a write syscall on every few requests.
 const eagerFlushBytes = 4 << 10
 
 // sweep enforces idle timeouts and replica read timeouts, and during

@@ -73,8 +73,9 @@ type pending struct {
 	fenced bool
 	write  bool
 	// conditional: a read sent to a replica not known to have reached
-	// required; it counts only if the pendCheck before it passed. since is
-	// when it was first sent (unix ns), for --causal-wait.
+	// required; it counts only if the pendCheck queued before it in its
+	// batch returned at least required (backend.checkedOff). since is when
+	// it was first sent (unix ns), for --causal-wait.
 	conditional bool
 	required    int64
 	since       int64
