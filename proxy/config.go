@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"log/slog"
 	"time"
 )
@@ -33,6 +34,14 @@ type Config struct {
 	// UpstreamPassword is set). They are unrelated to clients' credentials.
 	UpstreamUser     string
 	UpstreamPassword string
+	// UpstreamTLS, when not nil, is the TLS configuration of every
+	// connection the proxy opens to a Redis node: the data path, the
+	// control plane's clients and the replication link. Nil means plain TCP.
+	// Sentinel connections use SentinelTLS.
+	UpstreamTLS *tls.Config
+	// SentinelTLS, when not nil, is used for connections to Sentinels.
+	// Nil means plain TCP.
+	SentinelTLS *tls.Config
 
 	// RequirePass is the password of the proxy's "default" user, as
 	// redis.conf's requirepass. Empty with no Users means no authentication.
