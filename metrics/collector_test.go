@@ -68,6 +68,11 @@ func fullStats(s *Stats) {
 		BackendConnections: []ReasonCount{
 			{Reason: "shared", Count: 4}, {Reason: "dedicated", Count: 1}, {Reason: "shared", Count: 4},
 		},
+		Master:           MasterInfo{Addr: "10.0.0.1:6379", Generation: 2},
+		MasterSwitches:   []ReasonCount{{Reason: "sentinel", Count: 1}, {Reason: "master_became_replica", Count: 0}},
+		SwitchDuration:   NewHist(SwitchBuckets, []uint64{0, 0, 0, 0, 0, 1}, 0.8),
+		WritesHeld:       5,
+		WritesRedirected: 2,
 	}
 }
 
@@ -146,6 +151,11 @@ func TestCollectorFullStats(t *testing.T) {
 		`replproxy_stream_reconnects_total`:                                     3,
 		`replproxy_stream_history_resets_total`:                                 1,
 		`replproxy_stream_received_bytes_total`:                                 4096,
+		`replproxy_master_info{addr="10.0.0.1:6379",generation="2"}`:            1,
+		`replproxy_master_switches_total{cause="sentinel"}`:                     1,
+		`replproxy_master_switches_total{cause="master_became_replica"}`:        0,
+		`replproxy_failover_writes_held_total`:                                  5,
+		`replproxy_failover_writes_redirected_total`:                            2,
 	}
 
 	seen := map[string]float64{}

@@ -141,6 +141,14 @@ type Config struct {
 	// Sentinel names. Empty means the master is fixed.
 	Sentinels      []string
 	SentinelMaster string
+	// SentinelUser and SentinelPassword authenticate to the Sentinels
+	// (their own requirepass / ACL), apart from the data nodes' Upstream*.
+	SentinelUser, SentinelPassword string
+	// FailoverHold bounds how long a write waits while a failover is in
+	// progress (Sentinel announced one, or the master answered -READONLY)
+	// for the next master, instead of going to the one being replaced.
+	// 0 means 2s: below the 3s read timeout most client libraries use.
+	FailoverHold time.Duration
 
 	// Logger receives the proxy's logs. Nil means slog.Default().
 	Logger *slog.Logger

@@ -17,6 +17,9 @@ import (
 // before the earlier ones, breaking the order a client sees on a single
 // Redis connection.
 func (s *session) dispatch(cmd resp.Command, raw []byte) bool {
+	if !s.l.masterCurrent() {
+		return s.waitForSwitch()
+	}
 	info := s.srv.table.Load().Classify(cmd.Args, s.srv.scripts)
 	s.next = pending{}
 	s.routed = targetProxy

@@ -27,6 +27,9 @@ const (
 	errBackendDown     = "ERR replproxy: master is unavailable: "
 	errSubscribedLocal = "ERR replproxy: AUTH and HELLO are not accepted while this connection is in subscribe mode; send RESET first"
 	errProxyDraining   = "ERR replproxy: shutting down"
+	// errNoMasterKnown follows errBackendDown: no Sentinel has named a
+	// master that answers as one yet.
+	errNoMasterKnown = "no master known yet (waiting for Sentinel)"
 	// errTooManyDedicated follows errBackendDown's "master is unavailable: ".
 	errTooManyDedicated = "too many dedicated connections (blocking calls, MULTI/WATCH, pub/sub, tracking); raise --max-dedicated-conns"
 )

@@ -67,7 +67,13 @@ func (s *Server) Stats(st *metrics.Stats) {
 		{Reason: "dedicated", Count: s.dedicated.Load()},
 	}
 	st.MasterReplOffset = -1
+	s.switches.fill(st)
+	for _, l := range loops {
+		st.WritesHeld += l.stats.held.Load()
+		st.WritesRedirected += l.stats.redirected.Load()
+	}
 	if snap := s.topo.Load(); snap != nil {
+		st.Master = metrics.MasterInfo{Addr: snap.Master.Addr, Generation: snap.MasterGen}
 		st.MasterReplOffset = snap.Master.Offset
 		st.Nodes = append(st.Nodes, nodeMetric(&snap.Master, "master"))
 		for i := range snap.Replicas {

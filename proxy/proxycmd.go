@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/replproxy/replproxy/resp"
@@ -67,10 +68,36 @@ func (s *session) proxyCommand(args [][]byte) bool {
 func (s *session) appendProxyInfo(b []byte) []byte {
 	cfg := &s.srv.cfg
 	p := s.proto
-	b = resp.AppendMapHeader(b, 17, p)
+	b = resp.AppendMapHeader(b, 25, p)
 	b = kvString(b, "version", Version)
 	b = kvString(b, "listen", s.srv.Addr())
-	b = kvString(b, "master", cfg.Master)
+	snap := s.srv.topo.Load()
+	var sw router.Switch
+	master, gen, held := "", uint64(0), false
+	if snap != nil {
+		master, gen = snap.Master.Addr, snap.MasterGen
+		held = snap.HoldWrites && time.Now().Before(snap.HoldUntil)
+	}
+	if p := s.srv.lastSwitch.Load(); p != nil {
+		sw = *p
+	}
+	b = kvString(b, "master", master)
+	b = kvInt(b, "master_generation", int64(gen))
+	b = kvString(b, "sentinel_master", cfg.SentinelMaster)
+	b = kvString(b, "sentinels", strings.Join(s.srv.mon.Sentinels(), ","))
+	b = kvBool(b, "writes_held", held, p)
+	var switches int64
+	for _, n := range s.srv.switchCounts() {
+		switches += n
+	}
+	b = kvInt(b, "master_switches", switches)
+	b = kvString(b, "last_switch", describeSwitch(sw))
+	ago := int64(-1)
+	if !sw.At.IsZero() {
+		ago = time.Since(sw.At).Milliseconds()
+	}
+	b = kvInt(b, "last_switch_ms_ago", ago)
+	b = kvInt(b, "last_switch_took_ms", sw.Took.Milliseconds())
 	b = kvString(b, "consistency", s.srv.consistency.String())
 	b = kvString(b, "client_consistency", s.consistency.String())
 	b = kvInt(b, "max_lag_ms", cfg.MaxLag.Milliseconds())
@@ -86,6 +113,18 @@ func (s *session) appendProxyInfo(b []byte) []byte {
 	b = kvInt(b, "commands_known", int64(s.srv.table.Load().Len()))
 	b = resp.AppendBulkString(b, "nodes")
 	return s.appendTopology(b)
+}
+
+// describeSwitch is a switch in one line, "" for none.
+func describeSwitch(sw router.Switch) string {
+	if sw.To == "" {
+		return ""
+	}
+	hist := "new history (fences reset)"
+	if sw.Continues {
+		hist = "continues history up to offset " + strconv.FormatInt(sw.SplitOffset, 10)
+	}
+	return sw.From + " -> " + sw.To + ": " + sw.Cause + "; " + hist
 }
 
 // appendTopology lists the master then every replica, one map each.

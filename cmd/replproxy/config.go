@@ -31,6 +31,9 @@ type settings struct {
 	DiscoverReplicas bool       `yaml:"discover-replicas"`
 	Sentinel         stringList `yaml:"sentinel"`
 	SentinelMaster   string     `yaml:"sentinel-master"`
+	SentinelUser     string     `yaml:"sentinel-user"`
+	SentinelPassword string     `yaml:"sentinel-password"`
+	FailoverHold     duration   `yaml:"failover-hold"`
 	UpstreamUser     string     `yaml:"upstream-user"`
 	UpstreamPassword string     `yaml:"upstream-password"`
 
@@ -132,11 +135,14 @@ func newFlagSet(s *settings, o *options) *flag.FlagSet {
 	fs.SetOutput(io.Discard)
 
 	fs.StringVar(&s.Listen, "listen", s.Listen, "client-facing `address` (host:port)")
-	fs.StringVar(&s.Master, "master", s.Master, "Redis master `address` (host:port); required")
+	fs.StringVar(&s.Master, "master", s.Master, "Redis master `address` (host:port); required unless --sentinel names it")
 	fs.Var(&s.Replica, "replica", "Redis replica `address` (host:port); repeat for several")
 	fs.BoolVar(&s.DiscoverReplicas, "discover-replicas", s.DiscoverReplicas, "also use the replicas the master reports; turn off with --discover-replicas=false")
 	fs.Var(&s.Sentinel, "sentinel", "Sentinel `address` (host:port) to follow failovers; repeat for several")
 	fs.StringVar(&s.SentinelMaster, "sentinel-master", s.SentinelMaster, "master `name` monitored by the Sentinels")
+	fs.StringVar(&s.SentinelUser, "sentinel-user", s.SentinelUser, "ACL `user` the proxy authenticates as to the Sentinels")
+	fs.StringVar(&s.SentinelPassword, "sentinel-password", s.SentinelPassword, "`password` the proxy sends to the Sentinels (their own, not the data nodes')")
+	fs.Var(&s.FailoverHold, "failover-hold", "how long a write waits during a failover for the new master before going to the current one")
 	fs.StringVar(&s.UpstreamUser, "upstream-user", s.UpstreamUser, "ACL `user` the proxy authenticates as to every Redis node")
 	fs.StringVar(&s.UpstreamPassword, "upstream-password", s.UpstreamPassword, "`password` the proxy sends to every Redis node")
 
@@ -278,12 +284,16 @@ var fieldByKey = func() map[string]int {
 }()
 
 func (s *settings) validate() error {
+	if s.Master == "" && len(s.Sentinel) == 0 {
+		return errors.New("--master is required (host:port of the Redis master), or --sentinel with --sentinel-master")
+	}
+	masters := []string{s.Master}
 	if s.Master == "" {
-		return errors.New("--master is required (host:port of the Redis master)")
+		masters = nil
 	}
 	addrs := map[string][]string{
 		"listen":   {s.Listen},
-		"master":   {s.Master},
+		"master":   masters,
 		"replica":  s.Replica,
 		"sentinel": s.Sentinel,
 	}
@@ -433,6 +443,9 @@ func (s *settings) proxyConfig() proxy.Config {
 		MinReplicasMaxLag:       time.Duration(s.MinReplicasMaxLag),
 		Sentinels:               slices.Clone([]string(s.Sentinel)),
 		SentinelMaster:          s.SentinelMaster,
+		SentinelUser:            s.SentinelUser,
+		SentinelPassword:        s.SentinelPassword,
+		FailoverHold:            time.Duration(s.FailoverHold),
 		PollInterval:            time.Duration(s.PollInterval),
 		HealthTimeout:           time.Duration(s.HealthTimeout),
 		ReadTimeout:             time.Duration(s.ReadTimeout),
@@ -625,7 +638,7 @@ var flagGroups = []struct {
 	title string
 	flags []string
 }{
-	{"Topology", []string{"master", "replica", "discover-replicas", "sentinel", "sentinel-master", "upstream-user", "upstream-password"}},
+	{"Topology", []string{"master", "replica", "discover-replicas", "sentinel", "sentinel-master", "sentinel-user", "sentinel-password", "failover-hold", "upstream-user", "upstream-password"}},
 	{"Consistency and write safety", []string{"consistency", "max-lag", "causal-wait", "min-replicas-to-write", "min-replicas-max-lag", "write-gate", "write-gate-timeout", "sync-replicas", "sync-timeout", "sync-timeout-action", "replication-link", "replication-backlog"}},
 	{"Replica health and routing", []string{"poll-interval", "health-timeout", "read-timeout", "read-balance", "allow-command"}},
 	{"Clients", []string{"listen", "requirepass", "user", "maxclients", "max-dedicated-conns", "timeout"}},

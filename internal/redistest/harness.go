@@ -206,6 +206,29 @@ func StartServer(tb TB, args ...string) *Node {
 	})
 }
 
+// StartSentinel starts one redis-sentinel of its own, monitoring
+// SentinelMasterName at masterPort with quorum 1: a Sentinel that can be
+// made to disagree with a Topology's (name a replica, say), as a stale or
+// misconfigured Sentinel does.
+func StartSentinel(tb TB, masterPort int) *Node {
+	tb.Helper()
+	server := RedisServerPath(tb)
+	if server == "" {
+		return nil
+	}
+	return newNode(tb, nodeSpec{
+		name: "sentinel",
+		bin:  []string{server},
+		args: func(port int, dir string) []string {
+			return []string{filepath.Join(dir, "sentinel.conf"), "--sentinel"}
+		},
+		setup: func(port int, dir string) error {
+			conf := sentinelConf(port, dir, masterPort, 1, "")
+			return os.WriteFile(filepath.Join(dir, "sentinel.conf"), []byte(conf), 0o644)
+		},
+	})
+}
+
 // serverArgs are the settings every data node gets: loopback only, nothing
 // persisted (a restart starts empty, as the seed hazard needs), and no
 // diskless-sync delay so replicas sync at once.
