@@ -106,7 +106,12 @@ func eligibility(r, m *router.NodeState, demoted bool) (bool, string) {
 		return false, "syncing"
 	case r.Loading:
 		return false, "loading"
-	case !m.Reachable || m.Role != "master" || r.ReplID != m.ReplID:
+	case m.Role != "master" || m.ReplID == "" || r.ReplID != m.ReplID:
+		// A master that stopped answering keeps its last known history:
+		// a replica on it still holds every write it has applied, and
+		// reads there stay correct (causal fences are the proxy's own),
+		// so reads go on through a failover. A master that answers as a
+		// replica has no history of its own to follow.
 		return false, "other history"
 	case r.Offset < 0:
 		return false, "offset unknown"
@@ -215,6 +220,50 @@ func parseSentinelEvent(channel, payload, name string) (sentinelEvent, bool) {
 		return sentinelEvent{}, false
 	}
 	return ev, true
+}
+
+// predecessor reports whether n is the master that master was promoted
+// away from: still on the history master forked from (its replication ID
+// is master's replid2). During a manual failover the old master keeps
+// answering as a master until Sentinel demotes it, and a Sentinel that has
+// not heard of the failover yet still names it: following it would send
+// writes to a node whose history is about to be discarded.
+func predecessor(n, master *router.NodeState) bool {
+	return n.ReplID != "" && master.ReplID2 != "" && n.ReplID == master.ReplID2
+}
+
+// sentinelAnswer is one Sentinel's SENTINEL MASTER reply, reduced.
+type sentinelAnswer struct {
+	addr  string
+	epoch int64
+}
+
+// pickAnswer orders Sentinels' answers as Sentinel itself settles a
+// disagreement: the configuration with the highest config-epoch wins (it
+// was produced by the latest failover); among equal epochs, the order the
+// Sentinels were asked in. It returns the distinct addresses, best first.
+func pickAnswer(answers []sentinelAnswer) []string {
+	best := make([]sentinelAnswer, 0, len(answers))
+	for _, a := range answers {
+		i := 0
+		for i < len(best) && best[i].epoch >= a.epoch {
+			i++
+		}
+		best = append(best, sentinelAnswer{})
+		copy(best[i+1:], best[i:])
+		best[i] = a
+	}
+	var out []string
+	for _, a := range best {
+		dup := false
+		for _, o := range out {
+			dup = dup || o == a.addr
+		}
+		if !dup {
+			out = append(out, a.addr)
+		}
+	}
+	return out
 }
 
 // sentinelReplica decides whether a replica SENTINEL REPLICAS lists may be

@@ -107,7 +107,9 @@ func TestEligibility(t *testing.T) {
 		// After a switch the old master's replicas still follow it until
 		// Sentinel points them at the new one.
 		{"master demoted: no history to follow", good, with(func(r *router.NodeState) { *r = master; r.Role = "replica" }), false, "other history"},
-		{"master unreachable", good, with(func(r *router.NodeState) { *r = master; r.Reachable = false }), false, "other history"},
+		// Reads go on from replicas while the master is down (failover).
+		{"master unreachable: its history is still known", good, with(func(r *router.NodeState) { *r = master; r.Reachable = false }), false, ""},
+		{"master never seen", good, router.NodeState{}, false, "other history"},
 		{"offset unknown", with(func(r *router.NodeState) { r.Offset = -1 }), master, false, "offset unknown"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -116,6 +118,55 @@ func TestEligibility(t *testing.T) {
 				t.Fatalf("eligibility = %v, %q; want reason %q", ok, reason, tc.reason)
 			}
 		})
+	}
+}
+
+func TestPickAnswer(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		answers []sentinelAnswer
+		want    []string
+	}{
+		{"none", nil, nil},
+		{"agreement", []sentinelAnswer{{"a:1", 1}, {"a:1", 1}, {"a:1", 1}}, []string{"a:1"}},
+		// The leader of a failover has the new epoch before its peers.
+		{"newest epoch wins over the first answer", []sentinelAnswer{{"old:1", 1}, {"new:1", 2}, {"old:1", 1}}, []string{"new:1", "old:1"}},
+		{"ties keep the order asked", []sentinelAnswer{{"b:1", 3}, {"a:1", 3}}, []string{"b:1", "a:1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := pickAnswer(tc.answers)
+			if len(got) != len(tc.want) {
+				t.Fatalf("pickAnswer = %v, want %v", got, tc.want)
+			}
+			for i := range got {
+				if got[i] != tc.want[i] {
+					t.Fatalf("pickAnswer = %v, want %v", got, tc.want)
+				}
+			}
+		})
+	}
+}
+
+func TestPredecessor(t *testing.T) {
+	promoted := router.NodeState{ReplID: "b", ReplID2: "a", SecondOffset: 100}
+	for _, tc := range []struct {
+		name string
+		n    router.NodeState
+		want bool
+	}{
+		{"old master still on the forked history", router.NodeState{ReplID: "a"}, true},
+		{"old master once it replicates from the new one", router.NodeState{ReplID: "b"}, false},
+		{"unrelated node", router.NodeState{ReplID: "z"}, false},
+		{"unknown history", router.NodeState{}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := predecessor(&tc.n, &promoted); got != tc.want {
+				t.Fatalf("predecessor = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	if predecessor(&router.NodeState{ReplID: "a"}, &router.NodeState{ReplID: "a"}) {
+		t.Fatal("a master with no replid2 has no predecessor")
 	}
 }
 

@@ -8,4 +8,6 @@ var (
 	// ErrNoMaster: no master could be found (every Sentinel down, or none
 	// named a node that answers as a master).
 	ErrNoMaster = errors.New("topology: no master found")
+
+	errPredecessor = errors.New("topology: the master the current one was promoted from")
 )

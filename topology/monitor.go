@@ -177,8 +177,11 @@ func (m *Monitor) Suspect(addr string, readonly bool) {
 	}
 	now := time.Now()
 	m.troubleLocked(now)
-	if readonly {
+	switch {
+	case readonly:
 		m.holdLocked(now, "the master answered -READONLY")
+	case m.sentinel != nil:
+		m.holdLocked(now, "the connection to the master was lost")
 	}
 	m.kickLocked(addr)
 	if m.sentinel != nil {
@@ -288,6 +291,9 @@ func (m *Monitor) updateMasterLocked(f map[string]string, start time.Time, err e
 		st.Reachable, st.Reason = false, "unreachable"
 		m.troubleLocked(start)
 		if m.sentinel != nil {
+			// Sentinel will fail it over, or it comes back: either way a
+			// write is better held for a moment than refused.
+			m.holdLocked(start, "the master is unreachable")
 			m.sentinel.kickNow()
 		}
 		return

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/replproxy/replproxy/router"
 )
 
 // follower follows the master the Sentinels name, as Sentinel's client
@@ -139,25 +140,44 @@ func (f *follower) run(ctx context.Context) {
 	}
 }
 
-// ask asks the Sentinels in order which node is the master, and follows
-// the first answer that the node itself confirms.
+// ask asks every Sentinel which node is the master (SENTINEL MASTER: the
+// address and the config-epoch it belongs to) and follows the best answer
+// the node itself confirms: the newest epoch first, as Sentinels settle
+// disagreements among themselves, so a Sentinel that has not yet heard of
+// a failover does not send the proxy back to the old master.
 func (f *follower) ask(ctx context.Context, full bool) {
+	var answers []sentinelAnswer
+	from := map[string]string{}
 	for _, s := range f.sentinels() {
 		if ctx.Err() != nil {
 			return
 		}
 		c := f.client(s)
 		cctx, cancel := context.WithTimeout(ctx, f.m.cfg.Timeout)
-		res, err := c.GetMasterAddrByName(cctx, f.name).Result()
-		if err != nil || len(res) != 2 {
+		// GET-MASTER-ADDR-BY-NAME names the promoted replica as soon as
+		// the leader has promoted it; SENTINEL MASTER's address changes
+		// only at +switch-master, but its config-epoch tells the newest.
+		addr, err := c.GetMasterAddrByName(cctx, f.name).Result()
+		if err != nil || len(addr) != 2 {
 			cancel()
 			continue // down, or does not know the name: the next one
+		}
+		m, err := c.Master(cctx, f.name).Result()
+		if err != nil {
+			m = nil // an old Sentinel: the answer counts with epoch 0
 		}
 		if full {
 			f.refreshLists(cctx, c)
 		}
 		cancel()
-		if f.follow(ctx, net.JoinHostPort(res[0], res[1]), "Sentinel "+s+" names it") {
+		a := sentinelAnswer{addr: net.JoinHostPort(addr[0], addr[1]), epoch: atoi64(m["config-epoch"], 0)}
+		answers = append(answers, a)
+		if _, ok := from[a.addr]; !ok {
+			from[a.addr] = s
+		}
+	}
+	for _, addr := range pickAnswer(answers) {
+		if f.follow(ctx, addr, "Sentinel "+from[addr]+" names it") {
 			return
 		}
 	}
@@ -212,6 +232,15 @@ func (f *follower) follow(ctx context.Context, addr, cause string) bool {
 		return true
 	}
 	info, err := nodeInfo(ctx, addr, f.nodeOptions(), f.m.cfg.Timeout)
+	var cand router.NodeState
+	if err == nil {
+		applyInfo(&cand, info)
+		if predecessor(&cand, &cur) {
+			// The master ours was promoted from, not yet demoted.
+			info["role"] = "master the current one was promoted from"
+			err = errPredecessor
+		}
+	}
 	if err != nil || roleName(info["role"]) != "master" {
 		f.mu.Lock()
 		if f.complained != addr {
