@@ -145,6 +145,9 @@ type sentinelEvent struct {
 	addr string
 	// instance is "master", "slave" or "sentinel".
 	instance string
+	// master is the address of the master the event is about, as the
+	// Sentinel knows it: during a failover, the master being replaced.
+	master string
 }
 
 type eventKind uint8
@@ -176,18 +179,20 @@ func parseSentinelEvent(channel, payload, name string) (sentinelEvent, bool) {
 		if len(f) != 5 || f[0] != name {
 			return sentinelEvent{}, false
 		}
-		return sentinelEvent{kind: evSwitch, addr: net.JoinHostPort(f[3], f[4]), instance: "master"}, true
+		return sentinelEvent{kind: evSwitch, addr: net.JoinHostPort(f[3], f[4]), instance: "master", master: net.JoinHostPort(f[1], f[2])}, true
 	}
 	if len(f) < 4 {
 		return sentinelEvent{}, false
 	}
 	ev := sentinelEvent{instance: f[0], addr: net.JoinHostPort(f[2], f[3])}
 	master := f[1]
+	ev.master = ev.addr
 	if ev.instance != "master" {
 		if len(f) < 8 || f[4] != "@" {
 			return sentinelEvent{}, false
 		}
 		master = f[5]
+		ev.master = net.JoinHostPort(f[6], f[7])
 	}
 	if master != name {
 		return sentinelEvent{}, false

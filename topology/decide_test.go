@@ -37,29 +37,30 @@ func TestParseSentinelEvent(t *testing.T) {
 		name, channel, payload string
 		ok                     bool
 		kind                   eventKind
-		addr                   string
+		addr, master           string
 	}{
-		{"switch", "+switch-master", "mymaster 127.0.0.1 6379 127.0.0.1 6380", true, evSwitch, "127.0.0.1:6380"},
-		{"switch of another master", "+switch-master", "other 127.0.0.1 6379 127.0.0.1 6380", false, 0, ""},
-		{"switch malformed", "+switch-master", "mymaster 127.0.0.1 6379", false, 0, ""},
-		{"promoted", "+promoted-slave", "slave 127.0.0.1:6381 127.0.0.1 6381 @ mymaster 127.0.0.1 6379", true, evPromoted, "127.0.0.1:6381"},
-		{"promoted, other master", "+promoted-slave", "slave 127.0.0.1:6381 127.0.0.1 6381 @ other 127.0.0.1 6379", false, 0, ""},
-		{"try-failover holds writes", "+try-failover", "master mymaster 127.0.0.1 6379", true, evFailover, "127.0.0.1:6379"},
-		{"selected-slave holds writes", "+selected-slave", "slave 127.0.0.1:6381 127.0.0.1 6381 @ mymaster 127.0.0.1 6379", true, evFailover, "127.0.0.1:6381"},
-		{"master sdown holds", "+sdown", "master mymaster 127.0.0.1 6379", true, evFailover, "127.0.0.1:6379"},
-		{"replica sdown only re-asks", "+sdown", "slave 127.0.0.1:6381 127.0.0.1 6381 @ mymaster 127.0.0.1 6379", true, evChanged, "127.0.0.1:6381"},
-		{"master back releases", "-sdown", "master mymaster 127.0.0.1 6379", true, evAbort, "127.0.0.1:6379"},
-		{"abort releases", "-failover-abort-no-good-slave", "master mymaster 127.0.0.1 6379", true, evAbort, "127.0.0.1:6379"},
-		{"sentinel sdown re-asks", "+sdown", "sentinel 127.0.0.1:26380 127.0.0.1 26380 @ mymaster 127.0.0.1 6379", true, evChanged, "127.0.0.1:26380"},
-		{"unknown channel", "+new-epoch", "5", false, 0, ""},
-		{"hello ignored", "__sentinel__:hello", "127.0.0.1,26379,abc,1,mymaster,127.0.0.1,6379,1", false, 0, ""},
-		{"instance without @", "+selected-slave", "slave 127.0.0.1:6381 127.0.0.1 6381", false, 0, ""},
-		{"empty payload", "+sdown", "", false, 0, ""},
+		{"switch", "+switch-master", "mymaster 127.0.0.1 6379 127.0.0.1 6380", true, evSwitch, "127.0.0.1:6380", "127.0.0.1:6379"},
+		{"reconf after the promotion names the old master", "+failover-state-reconf-slaves", "master mymaster 127.0.0.1 6379", true, evFailover, "127.0.0.1:6379", "127.0.0.1:6379"},
+		{"switch of another master", "+switch-master", "other 127.0.0.1 6379 127.0.0.1 6380", false, 0, "", ""},
+		{"switch malformed", "+switch-master", "mymaster 127.0.0.1 6379", false, 0, "", ""},
+		{"promoted", "+promoted-slave", "slave 127.0.0.1:6381 127.0.0.1 6381 @ mymaster 127.0.0.1 6379", true, evPromoted, "127.0.0.1:6381", "127.0.0.1:6379"},
+		{"promoted, other master", "+promoted-slave", "slave 127.0.0.1:6381 127.0.0.1 6381 @ other 127.0.0.1 6379", false, 0, "", ""},
+		{"try-failover holds writes", "+try-failover", "master mymaster 127.0.0.1 6379", true, evFailover, "127.0.0.1:6379", "127.0.0.1:6379"},
+		{"selected-slave holds writes", "+selected-slave", "slave 127.0.0.1:6381 127.0.0.1 6381 @ mymaster 127.0.0.1 6379", true, evFailover, "127.0.0.1:6381", "127.0.0.1:6379"},
+		{"master sdown holds", "+sdown", "master mymaster 127.0.0.1 6379", true, evFailover, "127.0.0.1:6379", "127.0.0.1:6379"},
+		{"replica sdown only re-asks", "+sdown", "slave 127.0.0.1:6381 127.0.0.1 6381 @ mymaster 127.0.0.1 6379", true, evChanged, "127.0.0.1:6381", "127.0.0.1:6379"},
+		{"master back releases", "-sdown", "master mymaster 127.0.0.1 6379", true, evAbort, "127.0.0.1:6379", "127.0.0.1:6379"},
+		{"abort releases", "-failover-abort-no-good-slave", "master mymaster 127.0.0.1 6379", true, evAbort, "127.0.0.1:6379", "127.0.0.1:6379"},
+		{"sentinel sdown re-asks", "+sdown", "sentinel 127.0.0.1:26380 127.0.0.1 26380 @ mymaster 127.0.0.1 6379", true, evChanged, "127.0.0.1:26380", "127.0.0.1:6379"},
+		{"unknown channel", "+new-epoch", "5", false, 0, "", ""},
+		{"hello ignored", "__sentinel__:hello", "127.0.0.1,26379,abc,1,mymaster,127.0.0.1,6379,1", false, 0, "", ""},
+		{"instance without @", "+selected-slave", "slave 127.0.0.1:6381 127.0.0.1 6381", false, 0, "", ""},
+		{"empty payload", "+sdown", "", false, 0, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ev, ok := parseSentinelEvent(tc.channel, tc.payload, "mymaster")
-			if ok != tc.ok || (ok && (ev.kind != tc.kind || ev.addr != tc.addr)) {
-				t.Fatalf("parseSentinelEvent = %+v, %v; want kind %d addr %q ok %v", ev, ok, tc.kind, tc.addr, tc.ok)
+			if ok != tc.ok || (ok && (ev.kind != tc.kind || ev.addr != tc.addr || ev.master != tc.master)) {
+				t.Fatalf("parseSentinelEvent = %+v, %v; want kind %d addr %q master %q ok %v", ev, ok, tc.kind, tc.addr, tc.master, tc.ok)
 			}
 		})
 	}

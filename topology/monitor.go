@@ -393,6 +393,13 @@ func (m *Monitor) updateReplicaLocked(st *router.NodeState, f map[string]string,
 		if m.sentinel != nil && m.master.ReplID != "" && st.ReplID2 == m.master.ReplID {
 			// Promoted from our master's history: a failover is under way.
 			m.troubleLocked(start)
+			if m.sentinel.selectedIs(st.Addr, m.master.Addr) {
+				// The replica a Sentinel chose, now running as a master:
+				// Sentinel's own decision, seen up to a second before
+				// Sentinel's INFO poll of it announces +promoted-slave.
+				m.switchLocked(st.Addr, "Sentinel selected it and it runs as master", nil)
+				return
+			}
 			m.holdLocked(start, "replica "+st.Addr+" was promoted")
 			m.sentinel.kickNow()
 		}

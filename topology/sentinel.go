@@ -33,6 +33,9 @@ type follower struct {
 	// complained: the last node a Sentinel named that was not a master,
 	// logged once.
 	complained string
+	// selected is the replica a Sentinel chose to promote (+selected-slave)
+	// in a failover of the master followed now; selectedFor is that master.
+	selected, selectedFor string
 	ctx        context.Context
 }
 
@@ -47,6 +50,13 @@ func newFollower(m *Monitor) *follower {
 	}
 	f.known = append(f.known, m.cfg.Sentinels...)
 	return f
+}
+
+// selectedIs reports whether a Sentinel chose addr to replace master.
+func (f *follower) selectedIs(addr, master string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.selected == addr && f.selectedFor == master
 }
 
 func (f *follower) kickNow() {
@@ -296,14 +306,27 @@ func (f *follower) onEvent(ctx context.Context, from, channel, payload string) {
 		// Not trusted blindly: follow checks the node says role:master.
 		f.follow(ctx, ev.addr, "Sentinel "+from+" "+channel)
 	case evFailover:
+		st := f.m.masterState()
+		if ev.master != st.Addr {
+			// About a master the proxy no longer follows: the rest of a
+			// failover it has already switched for (+failover-state-
+			// reconf-slaves comes after the promotion).
+			f.kickNow()
+			return
+		}
 		if channel == "+sdown" || channel == "+odown" {
 			// A Sentinel's judgement that the master is down holds writes
 			// only when the proxy cannot reach it either: a Sentinel cut
 			// off from a healthy master must not slow every write.
-			if st := f.m.masterState(); st.Reachable && st.Role == "master" {
+			if st.Reachable && st.Role == "master" {
 				f.kickNow()
 				return
 			}
+		}
+		if channel == "+selected-slave" {
+			f.mu.Lock()
+			f.selected, f.selectedFor = ev.addr, ev.master
+			f.mu.Unlock()
 		}
 		f.m.hold("Sentinel " + from + " " + channel)
 		f.kickNow()
