@@ -36,7 +36,7 @@ type follower struct {
 	// selected is the replica a Sentinel chose to promote (+selected-slave)
 	// in a failover of the master followed now; selectedFor is that master.
 	selected, selectedFor string
-	ctx        context.Context
+	ctx                   context.Context
 }
 
 func newFollower(m *Monitor) *follower {
