@@ -444,6 +444,19 @@ func TestFailoverManual(t *testing.T) {
 	if !got {
 		t.Error("the subscriber never received a message published after the switch")
 	}
+	// WAIT after the switch counts the new master's replicas.
+	acks, err := int64(0), error(nil)
+	for deadline := time.Now().Add(failoverTimeout); acks < 1 && time.Now().Before(deadline); {
+		if err := pub.Set(ctx, "w", "1", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if acks, err = pub.Do(ctx, "WAIT", 1, 1000).Int64(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if acks < 1 {
+		t.Error("WAIT 1 never counted a replica of the new master")
+	}
 	info, err := pub.Do(ctx, "PROXY", "INFO").Result()
 	if err != nil {
 		t.Fatal(err)
@@ -655,4 +668,41 @@ func TestFailoverKilledWithLaggingReplicas(t *testing.T) {
 	acked, lost := load.verify(t, nodeByAddr(topo, newMaster).Client())
 	t.Logf("SIGKILL with replicas paused (16 MB behind) just before: %d writes acknowledged, %d lost (acknowledged by the killed master, never replicated), outage %v",
 		acked, lost, load.outage().Round(time.Millisecond))
+}
+
+// What a session knows across a switch (carryFences): kept where the new
+// master's history proves it, dropped where it cannot.
+func TestCarryFences(t *testing.T) {
+	for _, tc := range []struct {
+		name               string
+		sw                 router.Switch
+		writeFence, floor  int64
+		waiting            bool
+		wantUnproven       bool
+		wantFloor          int64
+		wantWaitUnprovable bool
+	}{
+		{"continues past the write", router.Switch{Continues: true, SplitOffset: 1000}, 900, 800, true, false, 800, false},
+		{"write exactly at the split survives", router.Switch{Continues: true, SplitOffset: 1000}, 1000, 800, false, false, 800, false},
+		// Acknowledged by the old master after what the promoted replica
+		// had: WAIT must not count replicas of the new history for it.
+		{"write beyond the split is unprovable", router.Switch{Continues: true, SplitOffset: 1000}, 1001, 800, true, true, 800, true},
+		{"new history: fence unprovable, floor reset", router.Switch{Continues: false, SplitOffset: -1}, 500, 400, true, true, 0, true},
+		{"no write yet: nothing to prove", router.Switch{Continues: false, SplitOffset: -1}, 0, 400, false, false, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := &loop{}
+			s := &session{writeFence: tc.writeFence, floor: tc.floor, floorEpoch: 3}
+			if tc.waiting {
+				s.waiting = &waitState{want: 1, fence: tc.writeFence}
+			}
+			l.carryFences(s, tc.sw)
+			if s.fenceUnproven != tc.wantUnproven || s.floor != tc.wantFloor {
+				t.Fatalf("unproven %v floor %d; want %v %d", s.fenceUnproven, s.floor, tc.wantUnproven, tc.wantFloor)
+			}
+			if tc.waiting && (s.waiting.fence == unprovableFence) != tc.wantWaitUnprovable {
+				t.Fatalf("blocked WAIT fence %d; unprovable want %v", s.waiting.fence, tc.wantWaitUnprovable)
+			}
+		})
+	}
 }
