@@ -123,6 +123,14 @@ var (
 		"Writes that waited for a failover in progress to finish instead of going to the master being replaced.")
 	famWritesRedirected = def("failover_writes_redirected_total", kindCounter,
 		"Writes a replaced master refused with -READONLY (never executed) that the proxy re-sent to the new master.")
+	famNodePersistence = def("node_persistence", kindGauge,
+		"1 if the node persists its data in this way (kind rdb or aof), 0 if not; absent while unknown (CONFIG refused).",
+		"node", "kind")
+	famGuardActive = def("guard_active", kindGauge,
+		"1 while the empty-master guard is acting (the master was lost and its history is in doubt), 0 otherwise.")
+	famGuardActions = def("guard_actions_total", kindCounter,
+		"Actions of the empty-master guard, by kind (incident, park, unpark, promote, repoint, sentinel_failover).",
+		"action")
 	famStreamReceivedBytes = def("stream_received_bytes_total", kindCounter,
 		"Replication stream bytes received by the proxy's own link, RDB payloads included.")
 )
@@ -262,6 +270,16 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			e.ch <- m
 		}
 	}
+	for _, n := range s.Nodes {
+		if n.PersistRDB >= 0 {
+			e.emit(famNodePersistence, float64(n.PersistRDB), n.Addr, "rdb")
+		}
+		if n.PersistAOF >= 0 {
+			e.emit(famNodePersistence, float64(n.PersistAOF), n.Addr, "aof")
+		}
+	}
+	e.emit(famGuardActive, b2f(s.GuardActive))
+	e.reasons(famGuardActions, s.GuardActions)
 	e.emit(famWritesHeld, float64(s.WritesHeld))
 	e.emit(famWritesRedirected, float64(s.WritesRedirected))
 }

@@ -72,6 +72,12 @@ type Stats struct {
 	// re-sent to the new one.
 	WritesHeld       int64
 	WritesRedirected int64
+
+	// GuardActive: the empty-master guard is acting now. GuardActions
+	// counts its actions by kind (park, unpark, promote, repoint,
+	// sentinel_failover, incident).
+	GuardActive  bool
+	GuardActions []ReasonCount
 }
 
 // MasterInfo names the master followed now.
@@ -140,6 +146,9 @@ type Node struct {
 	// Offset is the replication offset the node has applied, in bytes; -1
 	// when unknown.
 	Offset int64
+	// PersistRDB and PersistAOF: 1 the node saves RDB snapshots / writes an
+	// AOF, 0 it does not, -1 unknown (the series is then absent).
+	PersistRDB, PersistAOF int8
 }
 
 // ReasonCount is one series of a family keyed by a single reason, outcome or

@@ -150,6 +150,12 @@ type Config struct {
 	// 0 means 2s: below the 3s read timeout most client libraries use.
 	FailoverHold time.Duration
 
+	// EmptyMasterGuard turns on the empty-master guard (package topology,
+	// guard.go): nil means on. GuardParkAddr is where it parks replicas
+	// (host:port where nothing listens); "" means 127.0.0.1:1.
+	EmptyMasterGuard *bool
+	GuardParkAddr    string
+
 	// Logger receives the proxy's logs. Nil means slog.Default().
 	Logger *slog.Logger
 }

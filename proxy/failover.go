@@ -315,6 +315,12 @@ func (l *loop) expireRedirects(now time.Time) {
 	l.redirects = kept
 }
 
+// guarding reports whether the empty-master guard holds the master back.
+func (l *loop) guarding() bool {
+	snap := l.srv.topo.Load()
+	return snap != nil && snap.Guarding
+}
+
 // held reports whether writes are held for a failover now.
 func (l *loop) writesHeld(now time.Time) bool {
 	snap := l.srv.topo.Load()

@@ -5,6 +5,7 @@ import (
 
 	"github.com/replproxy/replproxy/metrics"
 	"github.com/replproxy/replproxy/router"
+	"github.com/replproxy/replproxy/topology"
 )
 
 // Stats fills st for a metrics scrape. Safe for concurrent use: it reads
@@ -72,6 +73,11 @@ func (s *Server) Stats(st *metrics.Stats) {
 		st.WritesHeld += l.stats.held.Load()
 		st.WritesRedirected += l.stats.redirected.Load()
 	}
+	g := s.mon.Guard()
+	st.GuardActive = g.Active
+	for _, k := range topology.GuardActionKinds {
+		st.GuardActions = append(st.GuardActions, metrics.ReasonCount{Reason: k, Count: g.Actions[k]})
+	}
 	if snap := s.topo.Load(); snap != nil {
 		st.Master = metrics.MasterInfo{Addr: snap.Master.Addr, Generation: snap.MasterGen}
 		st.MasterReplOffset = snap.Master.Offset
@@ -95,7 +101,7 @@ func (s *Server) Stats(st *metrics.Stats) {
 func nodeMetric(n *router.NodeState, role string) metrics.Node {
 	m := metrics.Node{
 		Addr: n.Addr, Role: role, Up: n.Reachable, Offset: n.Offset,
-		LagBytes: n.LagBytes, LagSeconds: -1,
+		LagBytes: n.LagBytes, LagSeconds: -1, PersistRDB: n.PersistRDB, PersistAOF: n.PersistAOF,
 	}
 	if role == "master" {
 		m.Eligible = n.Reachable && n.Role == "master"

@@ -8,7 +8,10 @@ import (
 
 	"github.com/replproxy/replproxy/resp"
 	"github.com/replproxy/replproxy/router"
+	"github.com/replproxy/replproxy/topology"
 )
+
+var topologyGuardKinds = topology.GuardActionKinds
 
 // Version is reported by PROXY INFO; cmd/replproxy sets it at link time.
 var Version = "dev"
@@ -19,6 +22,8 @@ var proxyHelp = []string{
 	"    Version, modes, limits and every node with its role, offset, lag and eligibility.",
 	"TOPOLOGY",
 	"    The nodes alone, as INFO shows them.",
+	"GUARD",
+	"    The empty-master guard: on or off, acting or not, its actions, and the last incident step by step.",
 	"CONSISTENCY [strong|linearizable|causal|bounded|eventual]",
 	"    Show, or set for this connection, the read consistency mode.",
 	"HELP",
@@ -56,6 +61,9 @@ func (s *session) proxyCommand(args [][]byte) bool {
 	case resp.EqualFold(sub, "info") && len(args) == 2:
 		s.scratch = s.appendProxyInfo(s.scratch[:0])
 		s.localReply(s.scratch)
+	case resp.EqualFold(sub, "guard") && len(args) == 2:
+		s.scratch = s.appendGuard(s.scratch[:0])
+		s.localReply(s.scratch)
 	case resp.EqualFold(sub, "topology") && len(args) == 2:
 		s.scratch = s.appendTopology(s.scratch[:0])
 		s.localReply(s.scratch)
@@ -68,7 +76,7 @@ func (s *session) proxyCommand(args [][]byte) bool {
 func (s *session) appendProxyInfo(b []byte) []byte {
 	cfg := &s.srv.cfg
 	p := s.proto
-	b = resp.AppendMapHeader(b, 25, p)
+	b = resp.AppendMapHeader(b, 27, p)
 	b = kvString(b, "version", Version)
 	b = kvString(b, "listen", s.srv.Addr())
 	snap := s.srv.topo.Load()
@@ -98,6 +106,15 @@ func (s *session) appendProxyInfo(b []byte) []byte {
 	}
 	b = kvInt(b, "last_switch_ms_ago", ago)
 	b = kvInt(b, "last_switch_took_ms", sw.Took.Milliseconds())
+	g := s.srv.mon.Guard()
+	b = kvBool(b, "empty_master_guard", g.Enabled, p)
+	guardState := "idle"
+	if g.Active {
+		guardState = "acting: " + g.Incident.Cause
+	} else if g.Incident != nil {
+		guardState = "last incident " + g.Incident.Started.Format(time.RFC3339) + ": " + g.Incident.Outcome
+	}
+	b = kvString(b, "guard_state", guardState)
 	b = kvString(b, "consistency", s.srv.consistency.String())
 	b = kvString(b, "client_consistency", s.consistency.String())
 	b = kvInt(b, "max_lag_ms", cfg.MaxLag.Milliseconds())
@@ -143,7 +160,7 @@ func (s *session) appendTopology(b []byte) []byte {
 
 func (s *session) appendNode(b []byte, n *router.NodeState, ok bool) []byte {
 	p := s.proto
-	b = resp.AppendMapHeader(b, 11, p)
+	b = resp.AppendMapHeader(b, 14, p)
 	b = kvString(b, "addr", n.Addr)
 	role := n.Role
 	if role == "" {
@@ -162,11 +179,62 @@ func (s *session) appendNode(b []byte, n *router.NodeState, ok bool) []byte {
 	b = kvInt(b, "lag_ms", lagMs)
 	b = kvBool(b, "eligible", ok, p)
 	b = kvString(b, "reason", n.Reason)
+	b = kvString(b, "persistence_rdb", triState(n.PersistRDB))
+	b = kvString(b, "persistence_aof", triState(n.PersistAOF))
+	b = kvInt(b, "keys", n.Keys)
 	seen := int64(-1)
 	if !n.Seen.IsZero() {
 		seen = time.Since(n.Seen).Milliseconds()
 	}
 	return kvInt(b, "seen_ms_ago", seen)
+}
+
+func triState(v int8) string {
+	switch v {
+	case 0:
+		return "off"
+	case 1:
+		return "on"
+	}
+	return "unknown"
+}
+
+// appendGuard is PROXY GUARD: the guard's state and its last incident.
+func (s *session) appendGuard(b []byte) []byte {
+	p := s.proto
+	g := s.srv.mon.Guard()
+	b = resp.AppendMapHeader(b, 4, p)
+	b = kvBool(b, "enabled", g.Enabled, p)
+	b = kvBool(b, "acting", g.Active, p)
+	b = resp.AppendBulkString(b, "actions")
+	b = resp.AppendMapHeader(b, len(topologyGuardKinds), p)
+	for _, k := range topologyGuardKinds {
+		b = kvInt(b, k, g.Actions[k])
+	}
+	b = resp.AppendBulkString(b, "last_incident")
+	inc := g.Incident
+	if inc == nil {
+		return resp.AppendNull(b, p)
+	}
+	b = resp.AppendMapHeader(b, 9, p)
+	b = kvString(b, "started", inc.Started.Format(time.RFC3339Nano))
+	b = kvString(b, "cause", inc.Cause)
+	b = kvString(b, "master", inc.Master)
+	b = kvString(b, "replid", inc.ReplID)
+	b = kvInt(b, "offset", inc.Offset)
+	b = kvString(b, "parked", strings.Join(inc.Parked, ","))
+	b = kvString(b, "promoted", inc.Promoted)
+	resolved := ""
+	if !inc.Resolved.IsZero() {
+		resolved = inc.Resolved.Format(time.RFC3339Nano) + " (" + inc.Resolved.Sub(inc.Started).Round(time.Millisecond).String() + ") " + inc.Outcome
+	}
+	b = kvString(b, "resolved", resolved)
+	b = resp.AppendBulkString(b, "actions")
+	b = resp.AppendArrayHeader(b, len(inc.Actions))
+	for _, a := range inc.Actions {
+		b = resp.AppendBulkString(b, a)
+	}
+	return b
 }
 
 func kvString(b []byte, k, v string) []byte {

@@ -132,6 +132,7 @@ func New(cfg Config) (*Server, error) {
 		SentinelUser: cfg.SentinelUser, SentinelPassword: cfg.SentinelPassword, SentinelTLS: cfg.SentinelTLS,
 		User: cfg.UpstreamUser, Password: cfg.UpstreamPassword, TLS: cfg.UpstreamTLS,
 		PollInterval: cfg.PollInterval, Timeout: cfg.HealthTimeout, HoldMax: cfg.FailoverHold,
+		Guard: *cfg.EmptyMasterGuard, ParkAddr: cfg.GuardParkAddr,
 		Logger:           cfg.Logger,
 		Publish:          s.publish,
 		LagMs:            s.lagMs,
@@ -167,6 +168,10 @@ func normalize(cfg *Config) error {
 	if cfg.DiscoverReplicas == nil {
 		t := true
 		cfg.DiscoverReplicas = &t
+	}
+	if cfg.EmptyMasterGuard == nil {
+		t := true
+		cfg.EmptyMasterGuard = &t
 	}
 	if cfg.Loops <= 0 {
 		cfg.Loops = runtime.NumCPU()

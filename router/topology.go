@@ -34,6 +34,16 @@ type NodeState struct {
 	SecondOffset int64
 	// RunID is the node's process (INFO server run_id).
 	RunID string
+	// Keys is the number of keys in all databases (INFO keyspace); -1
+	// when unknown.
+	Keys int64
+	// PersistRDB and PersistAOF say whether the node can reload its data
+	// after a restart: 1 yes, 0 no, -1 unknown (CONFIG refused, not
+	// audited yet).
+	PersistRDB, PersistAOF int8
+	// Parked: the node replicates from the empty-master guard's parking
+	// address, keeping its data while the master's history is in doubt.
+	Parked bool
 	// Seen is when the monitor last heard from the node.
 	Seen time.Time
 	// RTT is a moving average of the monitor's round trips to the node: the
@@ -61,6 +71,10 @@ type Snapshot struct {
 	// next master instead of going to one that is about to be replaced.
 	HoldWrites bool
 	HoldUntil  time.Time
+	// Guarding: the empty-master guard is acting (the master's history is
+	// in doubt): nothing may run on the master; writes wait, then get
+	// -TRYAGAIN; reads go to the replicas that hold the data.
+	Guarding bool
 }
 
 // Switch is one master switch as the control plane saw it.

@@ -48,6 +48,12 @@ type Config struct {
 	// most client libraries use, so a held write is answered, not timed out.
 	HoldMax time.Duration
 
+	// Guard turns the empty-master guard on (guard.go). ParkAddr is where
+	// it points replicas to keep them from syncing (host:port where nothing
+	// listens); "" means 127.0.0.1:1.
+	Guard    bool
+	ParkAddr string
+
 	// Logger receives topology events. Nil means slog.Default().
 	Logger *slog.Logger
 
@@ -97,6 +103,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.ParkAddr == "" {
+		c.ParkAddr = "127.0.0.1:1"
+	}
+	if _, _, err := net.SplitHostPort(c.ParkAddr); err != nil {
+		return c, fmt.Errorf("%w: park address %q: %v", ErrConfig, c.ParkAddr, err)
 	}
 	if c.LagMs == nil {
 		c.LagMs = func(int64) int64 { return -1 }

@@ -12,9 +12,15 @@ import (
 // into facts and verdicts, with no I/O and no state. Table-tested in
 // decide_test.go.
 
+// keyspaceSeen is set by parseInfo when the reply had a Keyspace section.
+const keyspaceSeen = "#keyspace"
+
 // parseInfo splits an INFO reply into its field:value lines.
 func parseInfo(info string) map[string]string {
 	f := make(map[string]string, 64)
+	if strings.Contains(info, "# Keyspace") {
+		f[keyspaceSeen] = "1"
+	}
 	for _, line := range strings.Split(info, "\n") {
 		line = strings.TrimRight(line, "\r")
 		if k, v, ok := strings.Cut(line, ":"); ok && !strings.HasPrefix(k, "#") {
@@ -49,6 +55,17 @@ func applyInfo(st *router.NodeState, f map[string]string) {
 	st.ReplID = f["master_replid"]
 	st.ReplID2 = f["master_replid2"]
 	st.SecondOffset = atoi64(f["second_repl_offset"], -1)
+	if _, ok := f["aof_enabled"]; ok {
+		st.PersistAOF = 0
+		if f["aof_enabled"] == "1" {
+			st.PersistAOF = 1
+		}
+	}
+	if f[keyspaceSeen] != "" {
+		// INFO keyspace lists only the databases that hold keys: the
+		// section present with no db line means 0.
+		st.Keys = keyCount(f)
+	}
 	if st.Role == "master" {
 		st.Offset = atoi64(f["master_repl_offset"], -1)
 		st.LinkUp, st.Syncing = false, false
@@ -57,6 +74,25 @@ func applyInfo(st *router.NodeState, f map[string]string) {
 	st.LinkUp = f["master_link_status"] == "up"
 	st.Syncing = f["master_sync_in_progress"] == "1"
 	st.Offset = atoi64(f["slave_repl_offset"], -1)
+}
+
+// keyCount sums the keys=N of every dbN line of INFO keyspace.
+func keyCount(f map[string]string) int64 {
+	var n int64
+	for k, v := range f {
+		if !strings.HasPrefix(k, "db") {
+			continue
+		}
+		if _, err := strconv.Atoi(k[2:]); err != nil {
+			continue
+		}
+		for _, kv := range strings.Split(v, ",") {
+			if x, ok := strings.CutPrefix(kv, "keys="); ok {
+				n += atoi64(x, 0)
+			}
+		}
+	}
+	return n
 }
 
 // parentOf is the master a replica's INFO names, "" when none.

@@ -48,6 +48,15 @@ type Monitor struct {
 	sentinel *follower // nil without Sentinels
 	known    chan struct{}
 	knownSet bool
+
+	// The empty-master guard (guard.go): the open incident, the last one,
+	// counters, and the connections its commands go on.
+	inc, lastInc *incident
+	actions      guardActions
+	actMu        sync.Mutex
+	actors       map[string]*redis.Client
+	// warned: nodes already warned about for having no persistence.
+	warned map[string]bool
 }
 
 // New checks cfg and returns a Monitor that does nothing until Start.
@@ -66,8 +75,10 @@ func New(cfg Config) (*Monitor, error) {
 		kick:     make(map[string]chan struct{}),
 		demoted:  make(map[string]time.Time),
 		known:    make(chan struct{}),
+		actors:   make(map[string]*redis.Client),
+		warned:   make(map[string]bool),
 	}
-	m.master = router.NodeState{Offset: -1, LagBytes: -1, LagMs: -1, Reason: "unreachable"}
+	m.master = router.NodeState{Offset: -1, LagBytes: -1, LagMs: -1, Reason: "unreachable", Keys: -1, PersistRDB: -1, PersistAOF: -1}
 	if len(cfg.Sentinels) == 0 {
 		m.master.Addr = cfg.Master
 		m.masterGen = 1
@@ -84,7 +95,7 @@ func New(cfg Config) (*Monitor, error) {
 }
 
 func newReplicaState(addr string) *router.NodeState {
-	return &router.NodeState{Addr: addr, Offset: -1, LagBytes: -1, LagMs: -1, Reason: "unreachable"}
+	return &router.NodeState{Addr: addr, Offset: -1, LagBytes: -1, LagMs: -1, Reason: "unreachable", Keys: -1, PersistRDB: -1, PersistAOF: -1}
 }
 
 // Start launches the pollers (and the Sentinel follower); they stop when
@@ -107,6 +118,17 @@ func (m *Monitor) Start(ctx context.Context) {
 			m.sentinel.run(ctx)
 		}()
 	}
+	if m.cfg.Guard {
+		m.wg.Add(1)
+		go m.watchMaster(ctx)
+	}
+	context.AfterFunc(ctx, func() {
+		m.actMu.Lock()
+		defer m.actMu.Unlock()
+		for _, c := range m.actors {
+			c.Close()
+		}
+	})
 }
 
 // Wait returns once every goroutine Start launched has stopped.
@@ -230,30 +252,34 @@ func (m *Monitor) hold(why string) {
 
 func (m *Monitor) poll(ctx context.Context, addr string, kick <-chan struct{}) {
 	defer m.wg.Done()
-	rc := redis.NewClient(&redis.Options{
-		Addr:            addr,
-		Username:        m.cfg.User,
-		Password:        m.cfg.Password,
-		TLSConfig:       m.cfg.TLS,
-		Protocol:        2,
-		DialTimeout:     m.cfg.Timeout,
-		ReadTimeout:     m.cfg.Timeout,
-		WriteTimeout:    m.cfg.Timeout,
-		PoolSize:        1,
-		MaxRetries:      -1,
-		DisableIdentity: true,
-	})
-	defer rc.Close()
+	o := m.nodeOptions()
+	o.Addr = addr
+	rc := redis.NewClient(o)
+	defer func() { rc.Close() }()
 	t := time.NewTicker(m.cfg.PollInterval)
 	defer t.Stop()
+	var audited time.Time
 	for {
+		if time.Since(audited) >= auditInterval {
+			if rdb := auditRDB(ctx, rc); rdb >= 0 || audited.IsZero() {
+				m.setRDB(addr, rdb)
+			}
+			audited = time.Now()
+		}
 		start := time.Now()
-		info, err := rc.Info(ctx, "replication", "persistence", "server").Result()
+		info, err := rc.Info(ctx, "replication", "persistence", "server", "keyspace").Result()
 		rtt := time.Since(start)
 		if ctx.Err() != nil {
 			return
 		}
 		m.update(addr, parseInfo(info), start, rtt, err)
+		if err != nil {
+			// go-redis's pool, after failed dials, waits a second between
+			// attempts: a fresh client sees a restarted node at the next
+			// poll instead.
+			rc.Close()
+			rc = redis.NewClient(o)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -290,6 +316,7 @@ func (m *Monitor) updateMasterLocked(f map[string]string, start time.Time, err e
 		}
 		st.Reachable, st.Reason = false, "unreachable"
 		m.troubleLocked(start)
+		m.masterLostLocked("a poll of the master failed: "+err.Error(), st)
 		if m.sentinel != nil {
 			// Sentinel will fail it over, or it comes back: either way a
 			// write is better held for a moment than refused.
@@ -299,7 +326,19 @@ func (m *Monitor) updateMasterLocked(f map[string]string, start time.Time, err e
 		return
 	}
 	st.Reachable = true
+	prev := *st
 	applyInfo(st, f)
+	m.auditLocked(st)
+	if m.inc == nil && m.cfg.Guard && prev.RunID != "" && st.RunID != prev.RunID && st.Role == "master" {
+		// A restart the guard's EOF watch missed (it was reconnecting):
+		// park now, judge at the next poll.
+		if cont, _ := continuity(prev.ReplID, st); !cont {
+			m.masterLostLocked("the master restarted (run_id changed) on a new history", &prev)
+		}
+	}
+	if m.inc != nil {
+		m.guardMasterLocked(st)
+	}
 	if st.RunID != m.masterRunID {
 		// A new master process (restart, failover): its commands, modules
 		// and version may differ.
@@ -384,8 +423,10 @@ func (m *Monitor) updateReplicaLocked(st *router.NodeState, f map[string]string,
 		st.RTT = (st.RTT*4 + rtt) / 5
 	}
 	applyInfo(st, f)
+	m.auditLocked(st)
 	parent := parentOf(f)
 	m.parents[st.Addr] = parent
+	st.Parked = parent != "" && sameHostPort(parent, m.cfg.ParkAddr)
 	st.Reason = ""
 	switch {
 	case st.Role == "master":
@@ -405,6 +446,8 @@ func (m *Monitor) updateReplicaLocked(st *router.NodeState, f map[string]string,
 		}
 	case st.Role != "replica":
 		st.Reason = "not a replica"
+	case st.Parked && m.inc != nil && st.ReplID == m.inc.ReplID:
+		// Parked by the guard: it holds the data, it serves reads.
 	case m.master.Addr == "" || !sameHostPort(parent, m.master.Addr):
 		st.Reason = "not a replica of our master"
 	}
@@ -461,7 +504,7 @@ func (m *Monitor) switchLocked(addr, cause string, f map[string]string) bool {
 	}
 	old := m.master
 	now := time.Now()
-	next := router.NodeState{Addr: addr, Offset: -1, LagBytes: -1, LagMs: -1}
+	next := router.NodeState{Addr: addr, Offset: -1, LagBytes: -1, LagMs: -1, Keys: -1, PersistRDB: -1, PersistAOF: -1}
 	if r := m.replicas[addr]; r != nil {
 		next = *r
 		delete(m.replicas, addr)
@@ -496,6 +539,9 @@ func (m *Monitor) switchLocked(addr, cause string, f map[string]string) bool {
 	}
 	m.sw = sw
 	m.troubleSince, m.holdUntil = time.Time{}, time.Time{}
+	if m.inc != nil && old.Addr != "" {
+		m.guardSwitchedLocked(addr)
+	}
 	if old.Addr == "" {
 		m.log.Info("master found", "master", addr, "how", cause)
 	} else {
@@ -549,13 +595,20 @@ func (m *Monitor) publishLocked() {
 	if m.holdUntil.After(snap.Taken) {
 		snap.HoldWrites, snap.HoldUntil = true, m.holdUntil
 	}
+	// While the guard acts, replicas are judged against the history it
+	// protects, not against the node that came back empty.
+	em := &m.master
+	if m.guardingLocked() {
+		snap.Guarding = true
+		em = &m.inc.old
+	}
 	snap.Replicas = make([]router.NodeState, 0, len(m.replicas))
 	for _, st := range m.replicas {
 		r := *st
 		r.Eligible = false
 		r.LagBytes = -1
-		if r.Offset >= 0 && m.master.Offset >= 0 && r.ReplID == m.master.ReplID {
-			if r.LagBytes = m.master.Offset - r.Offset; r.LagBytes < 0 {
+		if r.Offset >= 0 && em.Offset >= 0 && r.ReplID == em.ReplID {
+			if r.LagBytes = em.Offset - r.Offset; r.LagBytes < 0 {
 				r.LagBytes = 0
 			}
 		}
@@ -565,7 +618,10 @@ func (m *Monitor) publishLocked() {
 			delete(m.demoted, r.Addr)
 			isDemoted = false
 		}
-		r.Eligible, r.Reason = eligibility(&r, &m.master, isDemoted)
+		if r.Parked && snap.Guarding {
+			r.LinkUp = true // parked on purpose: its data is the data
+		}
+		r.Eligible, r.Reason = eligibility(&r, em, isDemoted)
 		snap.Replicas = append(snap.Replicas, r)
 	}
 	sortNodes(snap.Replicas)

@@ -34,6 +34,8 @@ type settings struct {
 	SentinelUser     string     `yaml:"sentinel-user"`
 	SentinelPassword string     `yaml:"sentinel-password"`
 	FailoverHold     duration   `yaml:"failover-hold"`
+	EmptyMasterGuard string     `yaml:"empty-master-guard"`
+	GuardParkAddr    string     `yaml:"guard-park-addr"`
 	UpstreamUser     string     `yaml:"upstream-user"`
 	UpstreamPassword string     `yaml:"upstream-password"`
 
@@ -90,6 +92,8 @@ func defaultSettings() settings {
 		MinReplicasMaxLag: duration(10 * time.Second),
 		CausalWait:        duration(2 * time.Millisecond),
 		WriteGate:         "reject",
+		EmptyMasterGuard:  "on",
+		GuardParkAddr:     "127.0.0.1:1",
 		WriteGateTimeout:  duration(100 * time.Millisecond),
 		SyncTimeout:       duration(time.Second),
 		SyncTimeoutAction: "error",
@@ -142,6 +146,8 @@ func newFlagSet(s *settings, o *options) *flag.FlagSet {
 	fs.StringVar(&s.SentinelMaster, "sentinel-master", s.SentinelMaster, "master `name` monitored by the Sentinels")
 	fs.StringVar(&s.SentinelUser, "sentinel-user", s.SentinelUser, "ACL `user` the proxy authenticates as to the Sentinels")
 	fs.StringVar(&s.SentinelPassword, "sentinel-password", s.SentinelPassword, "`password` the proxy sends to the Sentinels (their own, not the data nodes')")
+	fs.StringVar(&s.EmptyMasterGuard, "empty-master-guard", s.EmptyMasterGuard, "protect the replicas' data when the master restarts empty (`on` or off)")
+	fs.StringVar(&s.GuardParkAddr, "guard-park-addr", s.GuardParkAddr, "`address` (host:port where nothing listens) the guard points replicas at to keep them from resyncing")
 	fs.Var(&s.FailoverHold, "failover-hold", "how long a write waits during a failover for the new master before going to the current one")
 	fs.StringVar(&s.UpstreamUser, "upstream-user", s.UpstreamUser, "ACL `user` the proxy authenticates as to every Redis node")
 	fs.StringVar(&s.UpstreamPassword, "upstream-password", s.UpstreamPassword, "`password` the proxy sends to every Redis node")
@@ -380,6 +386,12 @@ func (s *settings) validate() error {
 			return fmt.Errorf("--%s %s is larger than this platform supports", p.flag, p.v)
 		}
 	}
+	if s.EmptyMasterGuard != "on" && s.EmptyMasterGuard != "off" {
+		return fmt.Errorf("--empty-master-guard %q: must be on or off", s.EmptyMasterGuard)
+	}
+	if err := checkAddr(s.GuardParkAddr); err != nil {
+		return fmt.Errorf("--guard-park-addr %q: %v", s.GuardParkAddr, err)
+	}
 	if s.WriteGate != "reject" && s.WriteGate != "wait" {
 		return fmt.Errorf("--write-gate %q: must be reject or wait", s.WriteGate)
 	}
@@ -413,6 +425,7 @@ func checkAddr(addr string) error {
 
 func (s *settings) proxyConfig() proxy.Config {
 	discover := s.DiscoverReplicas
+	guard := s.EmptyMasterGuard == "on"
 	var users map[string]string
 	if len(s.User) > 0 {
 		users = map[string]string(s.User)
@@ -446,6 +459,8 @@ func (s *settings) proxyConfig() proxy.Config {
 		SentinelUser:            s.SentinelUser,
 		SentinelPassword:        s.SentinelPassword,
 		FailoverHold:            time.Duration(s.FailoverHold),
+		EmptyMasterGuard:        &guard,
+		GuardParkAddr:           s.GuardParkAddr,
 		PollInterval:            time.Duration(s.PollInterval),
 		HealthTimeout:           time.Duration(s.HealthTimeout),
 		ReadTimeout:             time.Duration(s.ReadTimeout),
@@ -638,7 +653,7 @@ var flagGroups = []struct {
 	title string
 	flags []string
 }{
-	{"Topology", []string{"master", "replica", "discover-replicas", "sentinel", "sentinel-master", "sentinel-user", "sentinel-password", "failover-hold", "upstream-user", "upstream-password"}},
+	{"Topology", []string{"master", "replica", "discover-replicas", "sentinel", "sentinel-master", "sentinel-user", "sentinel-password", "failover-hold", "empty-master-guard", "guard-park-addr", "upstream-user", "upstream-password"}},
 	{"Consistency and write safety", []string{"consistency", "max-lag", "causal-wait", "min-replicas-to-write", "min-replicas-max-lag", "write-gate", "write-gate-timeout", "sync-replicas", "sync-timeout", "sync-timeout-action", "replication-link", "replication-backlog"}},
 	{"Replica health and routing", []string{"poll-interval", "health-timeout", "read-timeout", "read-balance", "allow-command"}},
 	{"Clients", []string{"listen", "requirepass", "user", "maxclients", "max-dedicated-conns", "timeout"}},

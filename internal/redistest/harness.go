@@ -75,6 +75,9 @@ type Options struct {
 	// down-after-milliseconds 1000 and failover-timeout 3000.
 	Sentinels int
 
+	// SentinelDownAfterMs is each Sentinel's down-after-milliseconds;
+	// 0 means 1000.
+	SentinelDownAfterMs int
 	// SentinelArgs is extra argv for every Sentinel, after --sentinel.
 	SentinelArgs []string
 
@@ -169,6 +172,10 @@ func Start(tb TB, opts Options) *Topology {
 			setup: func(port int, dir string) error {
 				// The master's password, however it was given (Password or Args).
 				conf := sentinelConf(port, dir, t.Master.Port(), quorum, t.Master.password)
+				if opts.SentinelDownAfterMs > 0 {
+					conf = strings.Replace(conf, fmt.Sprintf("down-after-milliseconds %s %d", SentinelMasterName, sentinelDownAfterMs),
+						fmt.Sprintf("down-after-milliseconds %s %d", SentinelMasterName, opts.SentinelDownAfterMs), 1)
+				}
 				return os.WriteFile(filepath.Join(dir, "sentinel.conf"), []byte(conf), 0o644)
 			},
 		})
