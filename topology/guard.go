@@ -89,11 +89,11 @@ type GuardReport struct {
 
 // Incident is an exported copy of an incident.
 type Incident struct {
-	Started, Resolved      time.Time
-	Cause, Master, ReplID  string
-	Offset                 int64
-	Parked, Actions        []string
-	Outcome, Promoted      string
+	Started, Resolved     time.Time
+	Cause, Master, ReplID string
+	Offset                int64
+	Parked, Actions       []string
+	Outcome, Promoted     string
 }
 
 // guardActions counts the guard's actions by kind, for metrics.
