@@ -83,6 +83,16 @@ const (
 	// by go-redis and others on connect) labels the connection it runs on;
 	// forwarded on a shared connection it would label everyone's.
 	LocalClientSetInfo
+	// LocalClient: the CLIENT subcommands that speak about connections
+	// (LIST, INFO, KILL, UNBLOCK, NO-EVICT, REPLY): answered from the
+	// proxy's own clients, since every backend connection is the proxy's.
+	LocalClient
+	// LocalScriptKill: SCRIPT KILL and FUNCTION KILL go to every node, as
+	// a read-only script may be running on a replica.
+	LocalScriptKill
+	// LocalMonitor: MONITOR (when allowed) is served by the proxy, which
+	// sees every client's commands; the master sees only its share.
+	LocalMonitor
 )
 
 var localNames = [...]string{
@@ -105,6 +115,9 @@ var localNames = [...]string{
 	LocalUnwatch:       "unwatch",
 	LocalScriptLoad:    "script|load",
 	LocalClientSetInfo: "client|setinfo",
+	LocalClient:        "client",
+	LocalScriptKill:    "script|kill",
+	LocalMonitor:       "monitor",
 }
 
 // String returns the command the value stands for ("client|id"), or "none".
