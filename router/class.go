@@ -120,6 +120,18 @@ var localNames = [...]string{
 	LocalMonitor:       "monitor",
 }
 
+// ArityOK reports whether n arguments (the name included) pass the server's
+// arity check; true when the arity is unknown.
+func (i Info) ArityOK(n int) bool {
+	switch {
+	case i.Arity > 0:
+		return n == i.Arity
+	case i.Arity < 0:
+		return n >= -i.Arity
+	}
+	return true
+}
+
 // String returns the command the value stands for ("client|id"), or "none".
 func (l Local) String() string {
 	if int(l) < len(localNames) {
@@ -219,6 +231,9 @@ type Info struct {
 	// the table does not know. It is a string of the table's: no allocation.
 	Name  string
 	Flags Flag
+	// Arity is COMMAND's: n > 0 exactly n arguments (the name included),
+	// n < 0 at least -n; 0 when the server did not list the command.
+	Arity int
 	// FirstKey, LastKey and KeyStep are COMMAND's legacy key positions
 	// (LastKey may be negative, counting from the end; all zero for commands
 	// without keys or with movable keys).

@@ -351,6 +351,7 @@ func makeEntry(s *CommandSpec, allow map[string]bool, deniedByParent bool) *entr
 	e := &entry{info: Info{
 		Name:     s.Name,
 		Flags:    ParseFlags(s.Flags),
+		Arity:    s.Arity,
 		FirstKey: s.FirstKey,
 		LastKey:  s.LastKey,
 		KeyStep:  s.KeyStep,
