@@ -46,6 +46,8 @@ func (s *session) route(cmd resp.Command, raw []byte, info router.Info) bool {
 		if handled, consumed := s.queueInMulti(cmd, raw, info); handled {
 			return consumed
 		}
+	} else if info.Class == router.ClassLocal && s.execPending() {
+		return false // see execPending
 	}
 
 	switch info.Class {

@@ -114,6 +114,18 @@ func (s *session) endMulti(exec bool) {
 	s.multiLocals, s.multiQueued = s.multiLocals[:0], 0
 }
 
+// execPending stalls a command the proxy answers while an EXEC with
+// proxy-answered slots is in flight: those slots change the session's
+// state (CLIENT SETNAME in the transaction) only when EXEC's reply comes,
+// and a CLIENT GETNAME pipelined after EXEC must see it.
+func (s *session) execPending() bool {
+	if len(s.execQueue) == 0 || s.idle() {
+		return false
+	}
+	s.stalled = true
+	return true
+}
+
 // execSlots are the proxy-answered slots of one EXEC in flight.
 type execSlots struct {
 	locals []multiLocal
