@@ -92,7 +92,11 @@ func (c *conn) do(cmds ...[]string) []string {
 	c.send(cmds...)
 	out := make([]string, len(cmds))
 	for i := range cmds {
-		out[i] = c.mustRead()
+		r, ok := c.read(30 * time.Second)
+		if !ok {
+			c.t.Fatalf("no reply to %q within 30s (have %q)", cmds[i], trunc(string(c.buf)))
+		}
+		out[i] = r
 	}
 	return out
 }
