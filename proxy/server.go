@@ -96,6 +96,15 @@ type Server struct {
 	clients  atomic.Int64
 	nextID   atomic.Int64
 	draining atomic.Bool
+
+	// --- Transparency (issue 13): clientcmd.go, monitorcmd.go ---
+	// sessByID finds a client by its proxy id (CLIENT UNBLOCK); only the
+	// session's loop touches the session it names.
+	sessByID sync.Map // int64 -> *session
+	// monitors are the sessions in MONITOR (nil: none); monMu serialises
+	// the copy-on-write updates.
+	monitors atomic.Pointer[[]*session]
+	monMu    sync.Mutex
 }
 
 // New checks cfg, fills in defaults and returns a Server ready to Serve.
