@@ -1,8 +1,11 @@
 package topology
 
 import (
+	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"sort"
 	"strings"
@@ -443,9 +446,11 @@ func (m *Monitor) nodeOptions() *redis.Options {
 	}
 }
 
-// watchMaster keeps a connection to the master that does nothing but wait
-// (SUBSCRIBE to a channel nobody publishes on), so the guard learns of the
-// master's death from the EOF, at once, rather than at the next poll.
+// watchMaster keeps an idle connection to the master, so the guard learns
+// of the master's death from the EOF, at once, rather than at the next
+// poll. It is a plain connection that sends a PING a second (so a server
+// `timeout` never closes it): a subscription would show in PUBSUB CHANNELS,
+// a blocked command in blocked_clients, and clients would see either.
 func (m *Monitor) watchMaster(ctx context.Context) {
 	defer m.wg.Done()
 	for ctx.Err() == nil {
@@ -454,19 +459,7 @@ func (m *Monitor) watchMaster(ctx context.Context) {
 			sleepCtx(ctx, m.cfg.PollInterval)
 			continue
 		}
-		o := m.nodeOptions()
-		o.Addr = addr
-		rc := redis.NewClient(o)
-		ps := rc.Subscribe(ctx, "__replproxy__:guard")
-		// go-redis does not abandon a blocked read when ctx ends: closing does.
-		stop := context.AfterFunc(ctx, func() { ps.Close() })
-		_, err := ps.Receive(ctx) // the subscription's confirmation
-		if err == nil {
-			_, err = ps.ReceiveMessage(ctx) // blocks until the connection dies
-		}
-		stop()
-		ps.Close()
-		rc.Close()
+		err := m.watchOnce(ctx, addr)
 		if ctx.Err() != nil {
 			return
 		}
@@ -475,6 +468,65 @@ func (m *Monitor) watchMaster(ctx context.Context) {
 		}
 		sleepCtx(ctx, 50*time.Millisecond)
 	}
+}
+
+// watchOnce holds one watch connection until it fails.
+func (m *Monitor) watchOnce(ctx context.Context, addr string) error {
+	d := net.Dialer{Timeout: m.cfg.Timeout}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	if m.cfg.TLS != nil {
+		tc := tls.Client(conn, m.cfg.TLS)
+		conn = tc
+	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+	if m.cfg.Password != "" {
+		auth := []string{"AUTH", m.cfg.Password}
+		if m.cfg.User != "" {
+			auth = []string{"AUTH", m.cfg.User, m.cfg.Password}
+		}
+		if err := watchRoundTrip(conn, r, m.cfg.Timeout, auth...); err != nil {
+			return err
+		}
+	}
+	for {
+		if err := watchRoundTrip(conn, r, m.cfg.Timeout, "PING"); err != nil {
+			return err
+		}
+		// Idle until the next ping: a read that ends early is the EOF.
+		conn.SetReadDeadline(time.Now().Add(time.Second))
+		if _, err := r.Peek(1); err == nil {
+			return errors.New("unexpected bytes from the master")
+		} else if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+			return err
+		}
+	}
+}
+
+// watchRoundTrip sends one command and reads a one-line reply.
+func watchRoundTrip(conn net.Conn, r *bufio.Reader, timeout time.Duration, args ...string) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "*%d\r\n", len(args))
+	for _, a := range args {
+		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+	}
+	conn.SetDeadline(time.Now().Add(timeout))
+	if _, err := conn.Write([]byte(b.String())); err != nil {
+		return err
+	}
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if strings.HasPrefix(line, "-") {
+		return errors.New(strings.TrimSpace(line[1:]))
+	}
+	return nil
 }
 
 // isRedisError: the node answered with an error reply (the connection works).

@@ -551,6 +551,9 @@ func (m *Monitor) switchLocked(addr, cause string, f map[string]string) bool {
 	if m.cfg.NewMasterProcess != nil {
 		go m.cfg.NewMasterProcess(addr)
 	}
+	if m.cfg.BeforeSwitch != nil && old.Addr != "" {
+		m.cfg.BeforeSwitch(sw)
+	}
 	m.publishLocked()
 	if !m.knownSet {
 		m.knownSet = true
