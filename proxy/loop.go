@@ -33,7 +33,7 @@ type loop struct {
 	witnessNeed  atomic.Int64
 	witnessWake  atomic.Bool
 	witnessTask  gnet.Runnable
-	replicas      map[string]*nodePool
+	replicas     map[string]*nodePool
 	// idle dedicated master connections, kept for the next session that pins one.
 	idleDedicated [2][]*backend
 
