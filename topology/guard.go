@@ -21,11 +21,13 @@ import (
 // replicas, reconnecting within a second, full-resync from it and drop
 // their data. The guard keeps the data:
 //
-//  1. Park. The instant the master is lost (the guard's own connection to it
-//     sees EOF, the data plane's connections do, or a poll fails), every
-//     replica of its history is pointed at the parking address, where
-//     nothing listens (REPLICAOF). A parked replica keeps its data, its
-//     replication ID and its offset; it serves reads.
+//  1. Park. The instant the master process is gone (the guard's own idle
+//     connection to it ends: EOF or reset, never a mere timeout, which a
+//     loaded machine produces without any restart), or a poll finds a new
+//     run_id on a new history (the EOF was missed), every replica of its
+//     history is pointed at the parking address, where nothing listens
+//     (REPLICAOF). A parked replica keeps its data, its replication ID and
+//     its offset; it serves reads.
 //  2. Judge, when the master answers again: on the same history (a network
 //     blip, a restart that reloaded its data) the replicas are pointed back
 //     at it and continue with +CONTINUE; on a new history with data (an AOF
@@ -462,6 +464,12 @@ func (m *Monitor) watchMaster(ctx context.Context) {
 		err := m.watchOnce(ctx, addr)
 		if ctx.Err() != nil {
 			return
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			// Slow, not dead (a loaded machine, a long command): only
+			// the connection's end says the process is gone.
+			continue
 		}
 		if m.Master() == addr {
 			m.masterLost(addr, "the connection to the master closed: "+err.Error())
