@@ -25,6 +25,7 @@ import (
 // witnessWait is a write reply waiting for the link to reach its fence.
 type witnessWait struct {
 	s        *session
+	exec     bool     // an EXEC reply: its proxy-answered slots are filled in
 	b        *backend // the connection that answered (ends a finished pin)
 	seq      uint64
 	fence    int64
@@ -48,10 +49,10 @@ func (l *loop) witnessed(fence int64, reply []byte) bool {
 
 // awaitWitness parks a write reply until the link holds its bytes;
 // finishWrite delivers it then.
-func (l *loop) awaitWitness(s *session, b *backend, seq uint64, fence int64, reply []byte) {
+func (l *loop) awaitWitness(s *session, b *backend, seq uint64, exec bool, fence int64, reply []byte) {
 	srv := l.srv
 	l.witnessWaits = append(l.witnessWaits, witnessWait{
-		s: s, b: b, seq: seq, fence: fence,
+		s: s, b: b, seq: seq, fence: fence, exec: exec,
 		deadline: l.now.Add(srv.cfg.WitnessTimeout),
 		reply:    append([]byte(nil), reply...),
 	})
@@ -115,14 +116,14 @@ func (l *loop) checkWitness(now time.Time) {
 		switch {
 		case w.s.closed:
 		case w.fence <= have:
-			l.finishWrite(w.s, w.b, w.seq, w.fence, w.reply)
+			l.finishWrite(w.s, w.b, w.seq, w.exec, w.fence, w.reply)
 		case !now.Before(w.deadline) || !connected:
 			if connected {
 				l.stats.witnessTimeouts.Add(1)
 			} else {
 				l.stats.witnessOff.Add(1)
 			}
-			l.finishWrite(w.s, w.b, w.seq, w.fence, w.reply)
+			l.finishWrite(w.s, w.b, w.seq, w.exec, w.fence, w.reply)
 		default:
 			kept = append(kept, w)
 		}
@@ -139,8 +140,19 @@ func (l *loop) checkWitness(now time.Time) {
 
 // finishWrite delivers a witnessed write reply, through the synchronous
 // replication wait when --sync-replicas asks for one.
-func (l *loop) finishWrite(s *session, b *backend, seq uint64, fence int64, reply []byte) {
-	if l.srv.cfg.SyncReplicas > 0 && !s.closed && reply[0] != '-' && l.holdForReplicas(s, seq, fence, reply) {
+func (l *loop) finishWrite(s *session, b *backend, seq uint64, exec bool, fence int64, reply []byte) {
+	if l.srv.cfg.SyncReplicas > 0 && !s.closed && reply[0] != '-' && l.holdForReplicas(s, seq, exec, fence, reply) {
+		return
+	}
+	s.release(b, seq, exec, reply)
+}
+
+// release delivers a write's reply, filling in the slots of an EXEC that
+// the proxy answered itself (multi.go): every delayed path must come here,
+// not to deliver, or those slots show their stand-ins.
+func (s *session) release(b *backend, seq uint64, exec bool, reply []byte) {
+	if exec {
+		s.execReply(b, seq, reply)
 		return
 	}
 	s.deliver(b, seq, reply)
