@@ -51,6 +51,7 @@ func (s *Server) publish(snap *router.Snapshot) {
 // order, under its lock: it must not block). The snapshot is already
 // published.
 func (s *Server) switched(sw router.Switch, gen uint64) {
+	s.log.Debug("switched hook", "to", sw.To, "gen", gen)
 	if s.link != nil {
 		s.link.SetMaster(sw.To)
 	}

@@ -8,7 +8,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	"net"
+	"strings"
+
+	"github.com/replproxy/replproxy/replstream"
 	"github.com/replproxy/replproxy/resp"
 	"github.com/replproxy/replproxy/router"
 )
@@ -29,8 +32,11 @@ import (
 //   - as one transaction on one connection: the stream's own MULTI/EXEC are
 //     dropped (their commands are inside the outer one), the master's PING,
 //     REPLCONF and PUBLISH are skipped (not data; a message is not
-//     re-published), everything else is sent with its exact arguments
-//     (writes as effects, absolute PEXPIREATs, SELECTs);
+//     re-published), everything else is sent as the stream's own bytes
+//     (writes as effects, absolute PEXPIREATs, SELECTs), pipelined;
+//   - onto the master of the moment: if Sentinel replaced the new master
+//     again before the replay committed, the next attempt goes to its
+//     successor, whose marker says whether the first got in;
 //   - exactly once: a marker key named by the old replication ID and the
 //     offset range is SET in the same transaction, checked first under
 //     WATCH: a second proxy (or this one retrying) finds it and does
@@ -46,11 +52,11 @@ import (
 
 // replayJob is a suffix waiting to be replayed onto a new master.
 type replayJob struct {
-	sw     router.Switch
-	start  int64 // the suffix holds stream offsets (start, end]
-	end    int64
-	db     int
-	suffix []byte
+	sw    router.Switch
+	start int64 // the suffix holds stream offsets (start, end]
+	end   int64
+	db    int
+	hist  replstream.History // the old history, read after the link moved on
 }
 
 // replayStats are the replay counters and the last outcome.
@@ -70,7 +76,11 @@ func (s *Server) beforeSwitch(sw router.Switch) {
 	if s.link == nil || !*s.cfg.Witness || !sw.Continues || sw.SplitOffset < 0 {
 		return
 	}
-	replid, off := s.link.Position()
+	hist, ok := s.link.History()
+	if !ok {
+		return
+	}
+	replid, off := hist.ReplID(), hist.Offset()
 	if off <= sw.SplitOffset && replid == sw.OldReplID {
 		return // the new master holds everything the link saw
 	}
@@ -81,19 +91,17 @@ func (s *Server) beforeSwitch(sw router.Switch) {
 		return
 	}
 	start, db, ok := s.link.ReplayStart(sw.SplitOffset)
-	var suffix []byte
-	if ok {
-		suffix, ok = s.link.Backlog(nil, start)
-	}
 	if !ok {
 		lost := off - sw.SplitOffset
 		s.replays.lostBytes.Add(lost)
-		msg := fmt.Sprintf("the link's backlog no longer reaches offset %d: %d bytes of the old master's writes are lost (raise --replication-backlog)", sw.SplitOffset, lost)
+		msg := fmt.Sprintf("the database in effect at offset %d is no longer known: %d bytes of the old master's writes are lost", sw.SplitOffset, lost)
 		s.log.Error("WRITES LOST in the failover: " + msg)
 		s.replays.note(msg)
 		return
 	}
-	s.replayPending.Store(&replayJob{sw: sw, start: start, end: off, db: db, suffix: suffix})
+	// The copy of the bytes happens on the replay's goroutine, through
+	// the history handle: nothing slow under the control plane's lock.
+	s.replayPending.Store(&replayJob{sw: sw, start: start, end: off, db: db, hist: hist})
 	s.replaying.Store(true)
 }
 
@@ -118,29 +126,44 @@ func (s *Server) endReplay() {
 }
 
 // replayAttempts bounds the retries of a replay that failed on the new
-// master (a connection error, a master not yet accepting writes).
-const replayAttempts = 5
+// master (a connection error, a master not yet accepting writes, or one
+// replaced again meanwhile: each attempt goes to the master of the moment,
+// whose marker tells whether an earlier attempt got in).
+const replayAttempts = 8
 
 func (s *Server) replay(job *replayJob) {
-	cmds, err := replayCommands(job.suffix, job.db)
+	suffix, ok := job.hist.Backlog(nil, job.start)
+	if !ok {
+		lost := job.end - job.sw.SplitOffset
+		s.replays.lostBytes.Add(lost)
+		msg := fmt.Sprintf("the link's backlog no longer reaches offset %d: %d bytes of the old master's writes are lost (raise --replication-backlog)", job.start, lost)
+		s.log.Error("WRITES LOST in the failover: " + msg)
+		s.replays.note(msg)
+		return
+	}
+	if int64(len(suffix)) > job.end-job.start {
+		suffix = suffix[:job.end-job.start] // what the link got after the switch is not the old master's
+	}
+	body, n, err := replayBody(suffix, job.db)
 	if err != nil {
 		s.replayFailed(job, err)
 		return
 	}
 	marker := "__replproxy:replayed:" + job.sw.OldReplID + ":" + strconv.FormatInt(job.start, 10) + "-" + strconv.FormatInt(job.end, 10)
 	for attempt := 1; ; attempt++ {
-		done, err := s.replayOnce(job.sw.To, marker, cmds)
+		target := s.mon.Master()
+		done, err := s.replayOnce(target, marker, body, n)
 		switch {
 		case err == nil && done:
 			s.replays.replayed.Add(1)
-			s.replays.bytes.Add(int64(len(job.suffix)))
-			msg := fmt.Sprintf("replayed %d commands (%d bytes, offsets %d-%d of %s) onto %s", len(cmds), len(job.suffix), job.start, job.end, job.sw.OldReplID, job.sw.To)
+			s.replays.bytes.Add(int64(len(suffix)))
+			msg := fmt.Sprintf("replayed %d commands (%d bytes, offsets %d-%d of %s) onto %s", n, len(suffix), job.start, job.end, job.sw.OldReplID, target)
 			s.log.Warn("FAILOVER REPLAY: " + msg)
 			s.replays.note(msg)
 			return
 		case err == nil:
 			s.replays.skipped.Add(1)
-			msg := "the suffix was already replayed (marker " + marker + " present): nothing done"
+			msg := "the suffix was already replayed (marker " + marker + " present on " + target + "): nothing done"
 			s.log.Info("FAILOVER REPLAY: " + msg)
 			s.replays.note(msg)
 			return
@@ -148,7 +171,7 @@ func (s *Server) replay(job *replayJob) {
 			s.replayFailed(job, err)
 			return
 		}
-		s.log.Warn("failover replay failed; retrying", "attempt", attempt, "err", err)
+		s.log.Warn("failover replay failed; retrying", "attempt", attempt, "master", target, "err", err)
 		time.Sleep(time.Duration(attempt) * 50 * time.Millisecond)
 	}
 }
@@ -156,60 +179,74 @@ func (s *Server) replay(job *replayJob) {
 func (s *Server) replayFailed(job *replayJob, err error) {
 	s.replays.failed.Add(1)
 	s.replays.lostBytes.Add(job.end - job.start)
-	msg := fmt.Sprintf("replay of offsets %d-%d onto %s failed: %v", job.start, job.end, job.sw.To, err)
+	msg := fmt.Sprintf("replay of offsets %d-%d failed: %v", job.start, job.end, err)
 	s.log.Error("WRITES LOST in the failover: " + msg)
 	s.replays.note(msg)
 }
 
-// errReplayRace: another proxy touched the marker between our check and
-// our EXEC; the next attempt finds its result.
-var errReplayRace = errors.New("replay: the marker changed under WATCH")
-
-// replayOnce checks the marker and, when absent, runs the suffix and sets
-// the marker in one transaction. done is false when the marker was there.
-func (s *Server) replayOnce(master, marker string, cmds [][]any) (done bool, err error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*s.cfg.ConnectTimeout)
+// replayOnce checks the marker under WATCH and, when it is absent, runs
+// body (the kept commands, as the stream's own bytes) and SETs the marker
+// in one MULTI, then asks ROLE for the offset past it. done is false when
+// the marker was there. Everything goes on one plain connection, pipelined:
+// the suffix can be megabytes.
+func (s *Server) replayOnce(master, marker string, body []byte, n int) (done bool, err error) {
+	timeout := 10 * s.cfg.ConnectTimeout
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	rc := redis.NewClient(&redis.Options{
-		Addr: master, Username: s.cfg.UpstreamUser, Password: s.cfg.UpstreamPassword,
-		TLSConfig: s.cfg.UpstreamTLS, Protocol: 2, PoolSize: 1, MaxRetries: -1,
-		DialTimeout: s.cfg.ConnectTimeout, ReadTimeout: 10 * s.cfg.ConnectTimeout, DisableIdentity: true,
-	})
-	defer rc.Close() // the transaction SELECTs: this connection is not reused
-	err = rc.Watch(ctx, func(tx *redis.Tx) error {
-		n, err := tx.Exists(ctx, marker).Result()
-		if err != nil {
-			return err
-		}
-		if n > 0 {
-			return nil
-		}
-		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			for _, c := range cmds {
-				p.Do(ctx, c...)
-			}
-			p.Do(ctx, "SELECT", 0)
-			p.Set(ctx, marker, time.Now().UTC().Format(time.RFC3339Nano), 24*time.Hour)
-			return nil
-		})
-		if errors.Is(err, redis.TxFailedErr) {
-			return errReplayRace
-		}
-		if err != nil {
-			return err
-		}
-		done = true
-		return nil
-	}, marker)
-	if errors.Is(err, errReplayRace) {
-		return s.replayOnce(master, marker, cmds)
+	conn, err := dialBackend(ctx, master, s.cfg.UpstreamUser, s.cfg.UpstreamPassword, 2, s.cfg.ConnectTimeout)
+	if err != nil {
+		return false, err
 	}
-	if err != nil || !done {
-		return done, err
+	defer conn.Close() // the transaction SELECTs: this connection is not reused
+	rd := &replyReader{conn: conn, sc: resp.NewReplyScanner(resp.DefaultLimits())}
+	conn.SetDeadline(time.Now().Add(timeout))
+	check := resp.AppendCommandStrings(nil, "WATCH", marker)
+	check = resp.AppendCommandStrings(check, "EXISTS", marker)
+	if _, err := conn.Write(check); err != nil {
+		return false, err
 	}
-	// Raise the causal fence past the replay: a replica counts as holding a
-	// write only once it applied the whole transaction.
-	if off, err := masterOffset(ctx, rc); err == nil {
+	if r, err := rd.next(); err != nil || r[0] == '-' {
+		return false, replyErr("WATCH", r, err)
+	}
+	r, err := rd.next()
+	if err != nil || r[0] != ':' {
+		return false, replyErr("EXISTS", r, err)
+	}
+	if string(r) != ":0\r\n" {
+		return false, nil
+	}
+	tx := resp.AppendCommandStrings(nil, "MULTI")
+	tx = append(tx, body...)
+	tx = resp.AppendCommandStrings(tx, "SELECT", "0")
+	tx = resp.AppendCommandStrings(tx, "SET", marker, time.Now().UTC().Format(time.RFC3339Nano), "EX", "86400")
+	tx = resp.AppendCommandStrings(tx, "EXEC")
+	tx = resp.AppendCommandStrings(tx, "ROLE")
+	if _, err := conn.Write(tx); err != nil {
+		return false, err
+	}
+	// +OK for MULTI, +QUEUED for each command (an error here means Redis
+	// refused to queue it, and EXEC aborts), then EXEC's array, then ROLE.
+	for i := 0; i < 1+n+2; i++ {
+		if _, err := rd.next(); err != nil {
+			return false, err
+		}
+	}
+	exec, err := rd.next()
+	if err != nil {
+		return false, err
+	}
+	switch {
+	case len(exec) >= 3 && exec[0] == '*' && exec[1] == '-':
+		// WATCH: another proxy replayed (or wrote the marker) meanwhile:
+		// check again.
+		return s.replayOnce(master, marker, body, n)
+	case exec[0] != '*':
+		return false, replyErr("EXEC", exec, nil)
+	}
+	role, err := rd.next()
+	if off, isMaster, ok := roleOffset(role); err == nil && ok && isMaster {
+		// A replica counts as holding a replayed write only once it
+		// applied the whole transaction.
 		s.advanceFence(off)
 	} else {
 		s.fenceLost()
@@ -217,45 +254,70 @@ func (s *Server) replayOnce(master, marker string, cmds [][]any) (done bool, err
 	return true, nil
 }
 
-func masterOffset(ctx context.Context, rc *redis.Client) (int64, error) {
-	v, err := rc.Do(ctx, "ROLE").Slice()
+func replyErr(what string, r []byte, err error) error {
 	if err != nil {
-		return 0, err
+		return fmt.Errorf("replay: %s: %w", what, err)
 	}
-	if len(v) < 2 {
-		return 0, fmt.Errorf("ROLE: %v", v)
-	}
-	off, ok := v[1].(int64)
-	if !ok {
-		return 0, fmt.Errorf("ROLE: %v", v)
-	}
-	return off, nil
+	return fmt.Errorf("replay: %s: %s", what, strings.TrimSpace(string(r)))
 }
 
-// replayCommands turns stream bytes into the commands to replay (see the
-// comment at the top), starting in database db.
-func replayCommands(stream []byte, db int) ([][]any, error) {
-	parser := resp.NewRequestParser(resp.DefaultLimits())
-	out := [][]any{{"SELECT", strconv.Itoa(db)}}
-	for len(stream) > 0 {
-		cmd, n, err := parser.Parse(stream)
-		if err != nil {
-			return nil, fmt.Errorf("replay: stream: %w", err)
+// replyReader reads whole replies from a blocking connection.
+type replyReader struct {
+	conn net.Conn
+	sc   *resp.ReplyScanner
+	buf  []byte
+	off  int
+}
+
+func (r *replyReader) next() ([]byte, error) {
+	for {
+		if r.off < len(r.buf) {
+			n, err := r.sc.Scan(r.buf[r.off:])
+			if err != nil {
+				return nil, err
+			}
+			if n > 0 {
+				frame := r.buf[r.off : r.off+n]
+				r.off += n
+				return frame, nil
+			}
 		}
-		if n == 0 {
-			return nil, errors.New("replay: the suffix ends inside a command")
+		if r.off > 0 {
+			r.buf = append(r.buf[:0], r.buf[r.off:]...)
+			r.off = 0
 		}
-		stream = stream[n:]
-		if len(cmd.Args) == 0 || skipOnReplay(cmd.Args[0]) {
-			continue
+		if len(r.buf) == cap(r.buf) {
+			r.buf = append(r.buf, make([]byte, max(4096, len(r.buf)))...)[:len(r.buf)]
 		}
-		args := make([]any, len(cmd.Args))
-		for i, a := range cmd.Args {
-			args[i] = string(a) // go-redis writes strings as bulk strings, byte for byte
+		m, err := r.conn.Read(r.buf[len(r.buf):cap(r.buf)])
+		r.buf = r.buf[:len(r.buf)+m]
+		if err != nil && m == 0 {
+			return nil, err
 		}
-		out = append(out, args)
 	}
-	return out, nil
+}
+
+// replayBody returns the stream's commands to replay (see the comment at
+// the top), byte for byte, after a SELECT of db, and how many there are.
+func replayBody(stream []byte, db int) ([]byte, int, error) {
+	parser := resp.NewRequestParser(resp.DefaultLimits())
+	body := resp.AppendCommandStrings(nil, "SELECT", strconv.Itoa(db))
+	n := 1
+	for len(stream) > 0 {
+		cmd, m, err := parser.Parse(stream)
+		if err != nil {
+			return nil, 0, fmt.Errorf("replay: stream: %w", err)
+		}
+		if m == 0 {
+			return nil, 0, errors.New("replay: the suffix ends inside a command")
+		}
+		if len(cmd.Args) > 0 && !skipOnReplay(cmd.Args[0]) {
+			body = append(body, stream[:m]...)
+			n++
+		}
+		stream = stream[m:]
+	}
+	return body, n, nil
 }
 
 // skipOnReplay: stream commands that are not data, or would nest.

@@ -57,6 +57,7 @@ func (l *loop) awaitWitness(s *session, b *backend, seq uint64, exec bool, fence
 		reply:    append([]byte(nil), reply...),
 	})
 	l.stats.witnessWaited.Add(1)
+	l.inflight.Add(1) // a graceful shutdown waits for it too
 	if len(l.witnessWaits) == 1 {
 		l.afterFunc(srv.cfg.WitnessTimeout)
 	}
@@ -113,6 +114,9 @@ func (l *loop) checkWitness(now time.Time) {
 	}
 	kept := l.witnessWaits[:0]
 	for _, w := range l.witnessWaits {
+		if w.s.closed || w.fence <= have || !now.Before(w.deadline) || !connected {
+			l.inflight.Add(-1)
+		}
 		switch {
 		case w.s.closed:
 		case w.fence <= have:

@@ -71,9 +71,23 @@ func witnessScenario(t *testing.T, proxies int, cfg Config) witnessResult {
 	for _, r := range topo.Replicas {
 		r.Pause()
 	}
-	time.Sleep(200 * time.Millisecond)
+	paused := time.Now()
+	// 16 MB at once, beside the 64 KB writers, so the paused replicas are
+	// behind by more than their socket buffers: what the master
+	// acknowledges next waits in its own output buffers and dies with it.
+	fill := client(t, srvs[0].Addr(), &redis.Options{MaxRetries: -1})
+	filler := strings.Repeat("f", 1<<20)
+	for i := 0; i < 16; i++ {
+		if err := fill.Set(context.Background(), fmt.Sprintf("filler:%d", i), filler, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for n := loads[0].acks(); loads[0].acks() < n+200; {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(max(0, 200*time.Millisecond-time.Since(paused)))
 	topo.Master.Kill()
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(max(0, 400*time.Millisecond-time.Since(paused)))
 	for _, r := range topo.Replicas {
 		r.Resume()
 	}

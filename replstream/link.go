@@ -287,6 +287,30 @@ func (l *Link) Backlog(dst []byte, from int64) ([]byte, bool) {
 	return h.backlog.appendTo(dst, from)
 }
 
+// History is a handle on the history the link follows now: its backlog
+// stays readable through the handle after the link has moved on to another
+// history (a full resync from a new master), which is what a failover's
+// replay needs. Safe for concurrent use.
+type History struct{ h *history }
+
+// History returns the current history (ok false before the first sync).
+// Cheap: no copy.
+func (l *Link) History() (History, bool) {
+	h := l.hist.Load()
+	return History{h}, h != nil
+}
+
+// ReplID is the history's replication ID.
+func (h History) ReplID() string { return h.h.replid }
+
+// Offset is how far the link got in this history.
+func (h History) Offset() int64 { return h.h.offset.Load() }
+
+// Backlog is as Link.Backlog, on this history.
+func (h History) Backlog(dst []byte, from int64) ([]byte, bool) {
+	return h.h.backlog.appendTo(dst, from)
+}
+
 // Changes returns a channel that receives (non-blocking send, capacity 1)
 // after every history change: a full resync starting (when it rewinds the
 // offset: HistoryResets) and completing, +CONTINUE with a new replication

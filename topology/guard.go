@@ -311,8 +311,14 @@ func (m *Monitor) promote(inc *incident, best, empty string) {
 	m.SwitchMaster(best, "empty-master guard: "+empty+" restarted empty; "+best+" holds the data", info)
 }
 
-// closeIncidentLocked ends inc with outcome.
+// closeIncidentLocked ends inc with outcome and publishes it.
 func (m *Monitor) closeIncidentLocked(inc *incident, outcome string) {
+	m.endIncidentLocked(inc, outcome)
+	m.publishLocked()
+}
+
+// endIncidentLocked ends inc without publishing (the caller does).
+func (m *Monitor) endIncidentLocked(inc *incident, outcome string) {
 	if inc.phase == phaseDone {
 		return
 	}
@@ -322,7 +328,6 @@ func (m *Monitor) closeIncidentLocked(inc *incident, outcome string) {
 	m.lastInc, m.inc = inc, nil
 	m.holdUntil = time.Time{}
 	m.log.Warn("EMPTY-MASTER GUARD: incident over", "outcome", outcome, "took", inc.Resolved.Sub(inc.Started))
-	m.publishLocked()
 }
 
 // unparkLocked points every replica still parked at master.
@@ -355,7 +360,9 @@ func (m *Monitor) guardSwitchedLocked(to string) {
 	if inc.Promoted == "" {
 		inc.Promoted = to
 	}
-	m.closeIncidentLocked(inc, "a new master holds the data: "+to)
+	// Published by the switch itself, after its BeforeSwitch hook: the
+	// new master must not be visible before the proxy is ready for it.
+	m.endIncidentLocked(inc, "a new master holds the data: "+to)
 	if m.sentinel != nil {
 		// Sentinel reconfigures its replicas and the old master itself;
 		// only replicas still parked are pointed at the new master here.
