@@ -11,17 +11,7 @@ import (
 // waitSnapshot polls the published topology until ok accepts it.
 func waitSnapshot(t *testing.T, srv *Server, what string, ok func(*router.Snapshot) bool) *router.Snapshot {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		snap := srv.topo.Load()
-		if snap != nil && ok(snap) {
-			return snap
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("topology never showed %s; last: %+v", what, snap)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	return waitSnapshotFor(t, srv, 15*time.Second, what, ok)
 }
 
 func replicaState(snap *router.Snapshot, addr string) *router.NodeState {
