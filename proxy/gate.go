@@ -132,6 +132,7 @@ func (l *loop) holdForReplicas(s *session, seq uint64, exec bool, fence int64, r
 	if l.ackedReplicas(fence) >= l.srv.cfg.SyncReplicas {
 		return false
 	}
+	s.heldOutstanding++
 	l.syncWaits = append(l.syncWaits, syncWait{
 		s: s, seq: seq, fence: fence, exec: exec,
 		deadline: time.Now().Add(l.srv.cfg.SyncTimeout),
@@ -152,6 +153,9 @@ func (l *loop) checkSyncWaits(now time.Time) {
 	for _, w := range l.syncWaits {
 		if w.s.closed {
 			continue
+		}
+		if l.ackedReplicas(w.fence) >= l.srv.cfg.SyncReplicas || !now.Before(w.deadline) {
+			w.s.heldOutstanding--
 		}
 		switch {
 		case l.ackedReplicas(w.fence) >= l.srv.cfg.SyncReplicas:

@@ -111,6 +111,10 @@ type session struct {
 	// asyncOutstanding counts local replies still being computed on other
 	// loops (CLIENT LIST, KILL, UNBLOCK).
 	asyncOutstanding int
+	// heldOutstanding counts write replies the backend gave that wait for
+	// the witness or for --sync-replicas: answered, not yet released, so
+	// the session is not idle (what runs next must come after them).
+	heldOutstanding int
 	monitoring       bool
 }
 
@@ -215,7 +219,7 @@ func (s *session) resume() {
 
 // idle reports whether the session has no request in flight on any backend.
 func (s *session) idle() bool {
-	return s.targetOutstanding == 0 && s.retryOutstanding == 0 && s.asyncOutstanding == 0
+	return s.targetOutstanding == 0 && s.retryOutstanding == 0 && s.asyncOutstanding == 0 && s.heldOutstanding == 0
 }
 
 // account records that request p, sent on b, is no longer in flight there.

@@ -51,6 +51,7 @@ func (l *loop) witnessed(fence int64, reply []byte) bool {
 // finishWrite delivers it then.
 func (l *loop) awaitWitness(s *session, b *backend, seq uint64, exec bool, fence int64, reply []byte) {
 	srv := l.srv
+	s.heldOutstanding++
 	l.witnessWaits = append(l.witnessWaits, witnessWait{
 		s: s, b: b, seq: seq, fence: fence, exec: exec,
 		deadline: l.now.Add(srv.cfg.WitnessTimeout),
@@ -116,6 +117,7 @@ func (l *loop) checkWitness(now time.Time) {
 	for _, w := range l.witnessWaits {
 		if w.s.closed || w.fence <= have || !now.Before(w.deadline) || !connected {
 			l.inflight.Add(-1)
+			w.s.heldOutstanding--
 		}
 		switch {
 		case w.s.closed:
