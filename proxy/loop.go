@@ -39,9 +39,10 @@ type loop struct {
 
 	sessions map[*session]struct{}
 
-	dirtySessions []*session
-	dirtyBackends []*backend
-	flushing      bool
+	dirtySessions    []*session
+	dirtyBackends    []*backend
+	flushing         bool
+	flushingBackends bool
 	// flushQueued: a task that writes the dirty backends is queued on the
 	// loop; it runs after every event of the current wake-up, so requests
 	// from many clients reach a backend in one write.
@@ -350,14 +351,29 @@ func (l *loop) markBackend(b *backend) {
 // wake-up (see loop.flushQueued) instead of writing after each callback.
 const batchBackendWrites = true
 
+// flushBackends writes every dirty backend. A write can fail and close its
+// connection synchronously, and that close flushes again: the nested call
+// returns at once (flushingBackends), and whatever it would have written
+// is picked up by this loop, which re-reads the list on every iteration.
+// (Without the guard the nested call walked the entries this one had
+// already cleared: a nil dereference, seen when a switch closed
+// connections under load.)
 func (l *loop) flushBackends() {
+	if l.flushingBackends {
+		return
+	}
+	l.flushingBackends = true
 	for i := 0; i < len(l.dirtyBackends); i++ {
 		b := l.dirtyBackends[i]
 		l.dirtyBackends[i] = nil
+		if b == nil {
+			continue
+		}
 		b.dirty = false
 		b.flush()
 	}
 	l.dirtyBackends = l.dirtyBackends[:0]
+	l.flushingBackends = false
 }
 
 // flush writes everything the current callback produced: requests first, so

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/replproxy/replproxy/internal/redistest"
 	"github.com/replproxy/replproxy/router"
 )
 
@@ -52,7 +53,14 @@ type witnessResult struct {
 // given proxies' config, load spread over them.
 func witnessScenario(t *testing.T, proxies int, cfg Config) witnessResult {
 	t.Helper()
-	topo, sentinels := sentinelTopology(t)
+	// One failover per trial: with the harness's 3 s failover-timeout a
+	// Sentinel may start a second one while the first reconfigures
+	// replicas busy resyncing 20 MB under -race.
+	topo := redistest.Start(t, redistest.Options{Replicas: 2, Sentinels: 3, SentinelFailoverTimeoutMs: 20000})
+	var sentinels []string
+	for _, s := range topo.Sentinels {
+		sentinels = append(sentinels, s.Addr())
+	}
 	cfg.ReplicationBacklogBytes = 64 << 20
 	var srvs []*Server
 	for i := 0; i < proxies; i++ {
@@ -110,8 +118,8 @@ func witnessScenario(t *testing.T, proxies int, cfg Config) witnessResult {
 		res.errs += l.errs.Load()
 	}
 	for _, srv := range srvs {
-		t.Logf("proxy %s: %s; lost bytes %d; witness waits %d, timeouts %d",
-			srv.Addr(), lastReplay(srv), srv.replays.lostBytes.Load(),
+		t.Logf("proxy %s: %d switches; %s; lost bytes %d; witness waits %d, timeouts %d",
+			srv.Addr(), srv.topo.Load().MasterGen-1, lastReplay(srv), srv.replays.lostBytes.Load(),
 			sumLoops(srv, func(l *loop) int64 { return l.stats.witnessWaited.Load() }),
 			sumLoops(srv, func(l *loop) int64 { return l.stats.witnessTimeouts.Load() }))
 	}

@@ -78,6 +78,10 @@ type Options struct {
 	// SentinelDownAfterMs is each Sentinel's down-after-milliseconds;
 	// 0 means 1000.
 	SentinelDownAfterMs int
+	// SentinelFailoverTimeoutMs is each Sentinel's failover-timeout; 0
+	// means 3000. Sentinel may start another failover 2× this after one,
+	// which a test that must see exactly one sets higher.
+	SentinelFailoverTimeoutMs int
 	// SentinelArgs is extra argv for every Sentinel, after --sentinel.
 	SentinelArgs []string
 
@@ -172,6 +176,10 @@ func Start(tb TB, opts Options) *Topology {
 			setup: func(port int, dir string) error {
 				// The master's password, however it was given (Password or Args).
 				conf := sentinelConf(port, dir, t.Master.Port(), quorum, t.Master.password)
+				if opts.SentinelFailoverTimeoutMs > 0 {
+					conf = strings.Replace(conf, fmt.Sprintf("failover-timeout %s %d", SentinelMasterName, sentinelFailoverTimeout),
+						fmt.Sprintf("failover-timeout %s %d", SentinelMasterName, opts.SentinelFailoverTimeoutMs), 1)
+				}
 				if opts.SentinelDownAfterMs > 0 {
 					conf = strings.Replace(conf, fmt.Sprintf("down-after-milliseconds %s %d", SentinelMasterName, sentinelDownAfterMs),
 						fmt.Sprintf("down-after-milliseconds %s %d", SentinelMasterName, opts.SentinelDownAfterMs), 1)
