@@ -130,6 +130,9 @@ func (p *proc) stop(t testing.TB) {
 
 // wait waits for the process to exit by itself, up to timeout.
 func (p *proc) wait(timeout time.Duration) (exited bool, err error) {
+	if !p.running() {
+		return true, p.waitErr
+	}
 	select {
 	case <-p.done:
 		return true, p.waitErr
