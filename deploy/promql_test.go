@@ -338,3 +338,57 @@ func (r promResult) err() error {
 	}
 	return nil
 }
+
+// TestDocsRulesMatchRulesFile keeps docs/metrics.md's example rules a copy
+// of the rules file: each is identical to the file's, and every rule of the
+// file on metrics replproxy exposes today is there. (docs/metrics.md may
+// only name exposed metrics, which metrics' own docs test enforces; rules on
+// notYetBuilt metrics join the copy as their metrics land.)
+func TestDocsRulesMatchRulesFile(t *testing.T) {
+	b, err := os.ReadFile("../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "\n## Example Prometheus alert rules\n")
+	if !ok {
+		t.Fatal("docs/metrics.md: no section Example Prometheus alert rules")
+	}
+	_, rest, ok = strings.Cut(rest, "```yaml\n")
+	block, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("docs/metrics.md: no ```yaml block in the alert rules section")
+	}
+	var f struct {
+		Groups []struct {
+			Rules []alertRule `yaml:"rules"`
+		} `yaml:"groups"`
+	}
+	if err := yaml.Unmarshal([]byte(block), &f); err != nil {
+		t.Fatalf("docs/metrics.md rules: %v", err)
+	}
+	inDocs := map[string]alertRule{}
+	for _, g := range f.Groups {
+		for _, r := range g.Rules {
+			inDocs[r.Alert] = r
+		}
+	}
+	inFile := map[string]bool{}
+	for _, r := range loadRules(t) {
+		inFile[r.Alert] = true
+		d, ok := inDocs[r.Alert]
+		if !ok {
+			if !slices.ContainsFunc(metricNames(r.Expr), isNotYetBuilt) {
+				t.Errorf("docs/metrics.md lacks %s (its metrics are exposed now): copy it from %s", r.Alert, rulesFile)
+			}
+			continue
+		}
+		if fmt.Sprint(d) != fmt.Sprint(r) {
+			t.Errorf("docs/metrics.md's %s differs from %s's:\n docs: %+v\n file: %+v", r.Alert, rulesFile, d, r)
+		}
+	}
+	for name := range inDocs {
+		if !inFile[name] {
+			t.Errorf("docs/metrics.md has %s, which %s does not", name, rulesFile)
+		}
+	}
+}
