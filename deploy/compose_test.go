@@ -5,6 +5,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -29,7 +30,14 @@ var (
 // depends_on, network and volume a service names must exist).
 func loadCompose(t testing.TB) *types.Project {
 	t.Helper()
-	opts, err := cli.NewProjectOptions([]string{composeFile},
+	return loadComposeFiles(t, composeFile)
+}
+
+// loadComposeFiles loads a Compose file with overrides, as
+// `docker compose -f a -f b` does.
+func loadComposeFiles(t testing.TB, files ...string) *types.Project {
+	t.Helper()
+	opts, err := cli.NewProjectOptions(files,
 		cli.WithWorkingDirectory("."),
 		cli.WithEnv(nil),
 		cli.WithResolvedPaths(true),
@@ -40,7 +48,7 @@ func loadCompose(t testing.TB) *types.Project {
 	}
 	p, err := opts.LoadProject(context.Background())
 	if err != nil {
-		t.Fatalf("compose-go cannot load %s: %v", composeFile, err)
+		t.Fatalf("compose-go cannot load %v: %v", files, err)
 	}
 	return p
 }
@@ -246,6 +254,27 @@ func TestComposeFile(t *testing.T) {
 	for _, name := range slices.Concat(dataNodes, sentinels) {
 		if len(p.Services[name].Ports) != 0 {
 			t.Errorf("%s publishes ports to the host", name)
+		}
+	}
+}
+
+// TestComposeStaticOverride: the override only replaces the proxy's
+// command, naming the master and both replicas.
+func TestComposeStaticOverride(t *testing.T) {
+	base := loadCompose(t)
+	p := loadComposeFiles(t, composeFile, "docker-compose.static.yml")
+	cmd := strings.Join(p.Services["replproxy"].Command, " ")
+	want := "--config /etc/replproxy/replproxy.yaml --master redis-master:6379 --replica redis-replica-1:6379 --replica redis-replica-2:6379"
+	if cmd != want {
+		t.Errorf("replproxy command %q, want %q", cmd, want)
+	}
+	for name, s := range p.Services {
+		b := base.Services[name]
+		if name == "replproxy" {
+			b.Command = s.Command
+		}
+		if !reflect.DeepEqual(s, b) {
+			t.Errorf("the override changes service %s beyond the proxy's command", name)
 		}
 	}
 }

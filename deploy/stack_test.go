@@ -57,15 +57,17 @@ const (
 // start without --master, and this test fails saying so.
 // TestComposeStackStaticTopology runs everything else of it now.
 func TestComposeStackLive(t *testing.T) {
-	runStack(t, true)
+	runStack(t, []string{composeFile},
+		"\nTestComposeStackLive needs Sentinel following (--sentinel without --master, issue 9).")
 }
 
-// TestComposeStackStaticTopology is TestComposeStackLive with the proxy
-// given the master and replicas (--master, --replica) instead of the
-// Sentinels, from the same config file: it proves Prometheus, the
-// dashboard, the rules and the lag alert before Sentinel following lands.
+// TestComposeStackStaticTopology is TestComposeStackLive with the
+// docker-compose.static.yml override: the proxy is given the master and
+// replicas (--master, --replica) instead of the Sentinels, with the same
+// config file. It proves Prometheus, the dashboard, the rules and the lag
+// alert before Sentinel following lands.
 func TestComposeStackStaticTopology(t *testing.T) {
-	runStack(t, false)
+	runStack(t, []string{composeFile, "docker-compose.static.yml"}, "")
 }
 
 // confDirectives reads a redis.conf-style file: one directive per line,
@@ -222,8 +224,10 @@ func rewriteArgs(t testing.TB, p *types.Project, s types.ServiceConfig, args []s
 	return out
 }
 
-func runStack(t *testing.T, followSentinel bool) {
-	p := loadCompose(t)
+// runStack runs the stack the Compose files describe; hint is added to the
+// message if the proxy does not get ready.
+func runStack(t *testing.T, files []string, hint string) {
+	p := loadComposeFiles(t, files...)
 	bin := buildImageBinary(t)
 	needProgram(t, "redis-cli", "redis-tools")
 	promBin := needProgram(t, "prometheus", "prometheus")
@@ -236,31 +240,10 @@ func runStack(t *testing.T, followSentinel bool) {
 	// ports (flags override the file).
 	rp := service(t, p, "replproxy")
 	args := rewriteArgs(t, p, rp, rp.Command, addrs)
-	if !followSentinel {
-		var static []string
-		for i := 0; i < len(args); i++ {
-			if args[i] == "--sentinel" || args[i] == "--sentinel-master" {
-				i++ // and its value
-				continue
-			}
-			static = append(static, args[i])
-		}
-		master, replicas := topo.Addrs()
-		static = append(static, "--master", master)
-		for _, r := range replicas {
-			static = append(static, "--replica", r)
-		}
-		args = static
-	}
 	proxyAddr, metricsAddr := loopback(freePort(t)), loopback(freePort(t))
 	args = append(args, "--listen", proxyAddr, "--metrics-listen", metricsAddr)
 	proxy := startProc(t, "replproxy", append([]string{bin}, args...), t.TempDir())
-	waitHTTP(t, proxy, "http://"+metricsAddr+"/readyz", proxyReadyTimeout, func() string {
-		if followSentinel {
-			return "\nTestComposeStackLive needs Sentinel following (--sentinel without --master, issue 9)."
-		}
-		return ""
-	}())
+	waitHTTP(t, proxy, "http://"+metricsAddr+"/readyz", proxyReadyTimeout, hint)
 
 	// Prometheus, with the Compose file's command and a copy of its config
 	// whose scrape target is the proxy's loopback metrics port.
