@@ -41,10 +41,14 @@ ensure_prometheus() {
 		fi
 		echo "prometheus: apt-get could not install the package (see above)" >&2
 	fi
-	echo "missing: prometheus and promtool (the deployment tests need them). Install with: sudo apt-get install -y prometheus" >&2
+	echo "missing: prometheus and promtool (the deployment tests in deploy/ need them and fail without). Install with: sudo apt-get install -y prometheus" >&2
 	return 1
 }
-ensure_prometheus || exit 1
+# `make run` calls this script too and needs no Prometheus: only CI stops
+# here; elsewhere the deployment tests fail, naming the package.
+if ! ensure_prometheus && [[ "${CI:-}" == "true" ]]; then
+	exit 1
+fi
 
 if have_all; then
 	report_ok
