@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -110,6 +111,26 @@ var (
 		"Reconnections of the proxy's own replication link.")
 	famStreamHistoryResets = def("stream_history_resets_total", kindCounter,
 		"Times the master's replication history was reset (new replication ID without a failover the proxy followed, e.g. a master restarted empty).")
+	famMasterInfo = def("master_info", kindGauge,
+		"1 for the master the proxy follows now, labelled with its address and generation (which increases with every master switch).",
+		"addr", "generation")
+	famMasterSwitches = def("master_switches_total", kindCounter,
+		"Master switches the proxy followed, by cause (sentinel, master_became_replica).",
+		"cause")
+	famMasterSwitchSeconds = def("master_switch_seconds", kindHistogram,
+		"Time from the first sign that the master was failing (connection lost, Sentinel event, -READONLY) to the new master being used.")
+	famWritesHeld = def("failover_writes_held_total", kindCounter,
+		"Writes that waited for a failover in progress to finish instead of going to the master being replaced.")
+	famWritesRedirected = def("failover_writes_redirected_total", kindCounter,
+		"Writes a replaced master refused with -READONLY (never executed) that the proxy re-sent to the new master.")
+	famNodePersistence = def("node_persistence", kindGauge,
+		"1 if the node persists its data in this way (kind rdb or aof), 0 if not; absent while unknown (CONFIG refused).",
+		"node", "kind")
+	famGuardActive = def("guard_active", kindGauge,
+		"1 while the empty-master guard is acting (the master was lost and its history is in doubt), 0 otherwise.")
+	famGuardActions = def("guard_actions_total", kindCounter,
+		"Actions of the empty-master guard, by kind (incident, park, unpark, promote, repoint, sentinel_failover).",
+		"action")
 	famStreamReceivedBytes = def("stream_received_bytes_total", kindCounter,
 		"Replication stream bytes received by the proxy's own link, RDB payloads included.")
 )
@@ -229,6 +250,38 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	e.emit(famStreamReconnects, float64(st.Reconnects))
 	e.emit(famStreamHistoryResets, float64(st.HistoryResets))
 	e.emit(famStreamReceivedBytes, float64(st.BytesReceived))
+
+	if s.Master.Addr != "" {
+		e.emit(famMasterInfo, 1, s.Master.Addr, strconv.FormatUint(s.Master.Generation, 10))
+	}
+	e.reasons(famMasterSwitches, s.MasterSwitches)
+	if h := s.SwitchDuration; h != nil {
+		if err := validateHist(*h); err != nil {
+			e.ch <- prometheus.NewInvalidMetric(famMasterSwitchSeconds.desc, err)
+		} else {
+			buckets := make(map[float64]uint64, len(h.Buckets))
+			for i, b := range h.Buckets {
+				buckets[b] = h.Counts[i]
+			}
+			m, err := prometheus.NewConstHistogram(famMasterSwitchSeconds.desc, h.Count, h.Sum, buckets)
+			if err != nil {
+				m = prometheus.NewInvalidMetric(famMasterSwitchSeconds.desc, err)
+			}
+			e.ch <- m
+		}
+	}
+	for _, n := range s.Nodes {
+		if n.PersistRDB >= 0 {
+			e.emit(famNodePersistence, float64(n.PersistRDB), n.Addr, "rdb")
+		}
+		if n.PersistAOF >= 0 {
+			e.emit(famNodePersistence, float64(n.PersistAOF), n.Addr, "aof")
+		}
+	}
+	e.emit(famGuardActive, b2f(s.GuardActive))
+	e.reasons(famGuardActions, s.GuardActions)
+	e.emit(famWritesHeld, float64(s.WritesHeld))
+	e.emit(famWritesRedirected, float64(s.WritesRedirected))
 }
 
 // emitter sends metrics, turning construction errors into invalid metrics.

@@ -46,10 +46,10 @@ func fullStats(s *Stats) {
 		ClientsConnected: 12,
 		ClientsRejected:  2,
 		Nodes: []Node{
-			{Addr: "10.0.0.1:6379", Role: "master", Up: true, Eligible: true, LagBytes: 0, LagSeconds: 0, Offset: 1000},
-			{Addr: "10.0.0.2:6379", Role: "replica", Up: true, Eligible: true, Reason: "ignored when eligible", LagBytes: 10, LagSeconds: 0.002, Offset: 990},
-			{Addr: "10.0.0.3:6379", Role: "replica", Up: false, Eligible: false, Reason: "link_down", LagBytes: -1, LagSeconds: -1, Offset: -1},
-			{Addr: "10.0.0.4:6379", Role: "", Up: true, Eligible: false, Reason: "", LagBytes: 5, LagSeconds: math.NaN(), Offset: 995},
+			{Addr: "10.0.0.1:6379", Role: "master", Up: true, Eligible: true, LagBytes: 0, LagSeconds: 0, Offset: 1000, PersistRDB: 1, PersistAOF: 0},
+			{Addr: "10.0.0.2:6379", Role: "replica", Up: true, Eligible: true, Reason: "ignored when eligible", LagBytes: 10, LagSeconds: 0.002, Offset: 990, PersistRDB: -1, PersistAOF: -1},
+			{Addr: "10.0.0.3:6379", Role: "replica", Up: false, Eligible: false, Reason: "link_down", LagBytes: -1, LagSeconds: -1, Offset: -1, PersistRDB: -1, PersistAOF: -1},
+			{Addr: "10.0.0.4:6379", Role: "", Up: true, Eligible: false, Reason: "", LagBytes: 5, LagSeconds: math.NaN(), Offset: 995, PersistRDB: -1, PersistAOF: -1},
 		},
 		MasterReplOffset: 1000,
 		ReadFallbacks: []ReasonCount{
@@ -68,6 +68,13 @@ func fullStats(s *Stats) {
 		BackendConnections: []ReasonCount{
 			{Reason: "shared", Count: 4}, {Reason: "dedicated", Count: 1}, {Reason: "shared", Count: 4},
 		},
+		Master:           MasterInfo{Addr: "10.0.0.1:6379", Generation: 2},
+		MasterSwitches:   []ReasonCount{{Reason: "sentinel", Count: 1}, {Reason: "master_became_replica", Count: 0}},
+		SwitchDuration:   NewHist(SwitchBuckets, []uint64{0, 0, 0, 0, 0, 1}, 0.8),
+		WritesHeld:       5,
+		WritesRedirected: 2,
+		GuardActive:      true,
+		GuardActions:     []ReasonCount{{Reason: "park", Count: 2}},
 	}
 }
 
@@ -146,6 +153,15 @@ func TestCollectorFullStats(t *testing.T) {
 		`replproxy_stream_reconnects_total`:                                     3,
 		`replproxy_stream_history_resets_total`:                                 1,
 		`replproxy_stream_received_bytes_total`:                                 4096,
+		`replproxy_master_info{addr="10.0.0.1:6379",generation="2"}`:            1,
+		`replproxy_master_switches_total{cause="sentinel"}`:                     1,
+		`replproxy_master_switches_total{cause="master_became_replica"}`:        0,
+		`replproxy_failover_writes_held_total`:                                  5,
+		`replproxy_failover_writes_redirected_total`:                            2,
+		`replproxy_guard_active`:                                                1,
+		`replproxy_guard_actions_total{action="park"}`:                          2,
+		`replproxy_node_persistence{kind="aof",node="10.0.0.1:6379"}`:           0,
+		`replproxy_node_persistence{kind="rdb",node="10.0.0.1:6379"}`:           1,
 	}
 
 	seen := map[string]float64{}

@@ -57,6 +57,56 @@ type Stats struct {
 	// BackendConnections is the number of open backend connections by kind:
 	// "shared", "dedicated". A gauge: entries with the same kind are summed.
 	BackendConnections []ReasonCount
+
+	// Master is the master followed now ("" Addr: none known).
+	Master MasterInfo
+	// MasterSwitches counts master switches by cause: "sentinel",
+	// "master_became_replica".
+	MasterSwitches []ReasonCount
+	// SwitchDuration is the histogram of how long switches took, from the
+	// first sign of trouble to the new master being published, over
+	// [SwitchBuckets] (nil: none yet; the series is then absent).
+	SwitchDuration *LatencyHist
+	// WritesHeld counts writes that waited for a failover to finish;
+	// WritesRedirected those answered -READONLY by a replaced master and
+	// re-sent to the new one.
+	WritesHeld       int64
+	WritesRedirected int64
+
+	// GuardActive: the empty-master guard is acting now. GuardActions
+	// counts its actions by kind (park, unpark, promote, repoint,
+	// sentinel_failover, incident).
+	GuardActive  bool
+	GuardActions []ReasonCount
+}
+
+// MasterInfo names the master followed now.
+type MasterInfo struct {
+	Addr       string
+	Generation uint64
+}
+
+// SwitchBuckets are the bounds, in seconds, of the switch-duration
+// histogram: from a switch seen at once to one that waited for Sentinel's
+// down-after-milliseconds and an election.
+var SwitchBuckets = []float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60}
+
+// NewHist builds a cumulative histogram over bounds from per-bucket counts
+// (perBucket[len(bounds)] is the +Inf bucket).
+func NewHist(bounds []float64, perBucket []uint64, sumSeconds float64) *LatencyHist {
+	h := LatencyHist{Buckets: bounds, Counts: make([]uint64, len(bounds)), Sum: sumSeconds}
+	var total uint64
+	for i, n := range perBucket {
+		total += n
+		if i < len(bounds) {
+			h.Counts[i] = total
+		}
+	}
+	for i := len(perBucket); i < len(bounds); i++ {
+		h.Counts[i] = total
+	}
+	h.Count = total
+	return &h
 }
 
 // CommandCount is one commands_total series.
@@ -96,6 +146,9 @@ type Node struct {
 	// Offset is the replication offset the node has applied, in bytes; -1
 	// when unknown.
 	Offset int64
+	// PersistRDB and PersistAOF: 1 the node saves RDB snapshots / writes an
+	// AOF, 0 it does not, -1 unknown (the series is then absent).
+	PersistRDB, PersistAOF int8
 }
 
 // ReasonCount is one series of a family keyed by a single reason, outcome or

@@ -87,6 +87,8 @@ type backend struct {
 	sampleOff   int64
 	// timedOut: the sweep closed this replica connection for the read timeout.
 	timedOut bool
+	// closedByUs: the proxy closed it (close), the server did not.
+	closedByUs bool
 }
 
 // heldReply is a fenced reply waiting for its fence.
@@ -177,6 +179,8 @@ func (b *backend) onClose(err error) {
 	// before its link is even up.
 	if b.pool.replica {
 		b.l.demote(b.pool, "connection lost")
+	} else if b.pool == b.l.master && !b.closedByUs {
+		go b.l.srv.mon.Suspect(b.pool.addr, false) // takes the monitor's lock: not on the loop
 	}
 	b.detach()
 	b.failPending(errBackendLost)
@@ -256,6 +260,7 @@ func (b *backend) close() {
 		b.closeRequested = true
 	case stateOpen:
 		b.state = stateClosed
+		b.closedByUs = true
 		_ = b.c.Close()
 	}
 }
@@ -299,6 +304,11 @@ func (b *backend) send(p pending, raw []byte, expectReply bool) {
 			if b.pend.len() == 0 {
 				b.lastProgress = b.l.now
 			}
+			b.logReq(raw)
+			p.reqEnd = b.reqEnd()
+		} else if p.write && b.owner == nil && len(raw) <= maxRedirectBytes {
+			// Kept until answered: a master demoted under us answers
+			// -READONLY, and the write is re-sent to the next one.
 			b.logReq(raw)
 			p.reqEnd = b.reqEnd()
 		}
@@ -445,6 +455,9 @@ func (b *backend) onReply(frame []byte) {
 		return
 	}
 	b.l.inflight.Add(-1)
+	if !b.pool.replica && p.write && frame[0] == '-' && b.owner == nil && b.redirect(p, req, frame) {
+		return
+	}
 	if p.conditional && b.checkedOff < p.required {
 		// The replica had not reached what the read needs when it ran it:
 		// its reply may be stale. Nobody sees it; the read runs again.

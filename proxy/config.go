@@ -141,6 +141,20 @@ type Config struct {
 	// Sentinel names. Empty means the master is fixed.
 	Sentinels      []string
 	SentinelMaster string
+	// SentinelUser and SentinelPassword authenticate to the Sentinels
+	// (their own requirepass / ACL), apart from the data nodes' Upstream*.
+	SentinelUser, SentinelPassword string
+	// FailoverHold bounds how long a write waits while a failover is in
+	// progress (Sentinel announced one, or the master answered -READONLY)
+	// for the next master, instead of going to the one being replaced.
+	// 0 means 2s: below the 3s read timeout most client libraries use.
+	FailoverHold time.Duration
+
+	// EmptyMasterGuard turns on the empty-master guard (package topology,
+	// guard.go): nil means on. GuardParkAddr is where it parks replicas
+	// (host:port where nothing listens); "" means 127.0.0.1:1.
+	EmptyMasterGuard *bool
+	GuardParkAddr    string
 
 	// Logger receives the proxy's logs. Nil means slog.Default().
 	Logger *slog.Logger

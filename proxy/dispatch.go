@@ -17,6 +17,9 @@ import (
 // before the earlier ones, breaking the order a client sees on a single
 // Redis connection.
 func (s *session) dispatch(cmd resp.Command, raw []byte) bool {
+	if !s.l.masterCurrent() {
+		return s.waitForSwitch()
+	}
 	info := s.srv.table.Load().Classify(cmd.Args, s.srv.scripts)
 	s.next = pending{}
 	s.routed = targetProxy
@@ -169,6 +172,12 @@ func (s *session) isEval(args [][]byte) bool {
 func (s *session) send(cmd resp.Command, raw []byte, pin, expectReply bool) bool {
 	var b *backend
 	var why string
+	if s.pinned == nil && s.l.guarding() {
+		// The master may be a node that came back empty: neither a write
+		// nor a read may run there until the guard has decided.
+		s.localError(errGuarding)
+		return true
+	}
 	switch {
 	case s.pinned != nil:
 		b = s.pinned

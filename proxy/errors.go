@@ -27,6 +27,13 @@ const (
 	errBackendDown     = "ERR replproxy: master is unavailable: "
 	errSubscribedLocal = "ERR replproxy: AUTH and HELLO are not accepted while this connection is in subscribe mode; send RESET first"
 	errProxyDraining   = "ERR replproxy: shutting down"
+	// errGuarding: the master's history is in doubt (it restarted, maybe
+	// empty) and nothing may run on it until the guard has decided.
+	// TRYAGAIN is the prefix Redis uses for "not now, retry".
+	errGuarding = "TRYAGAIN replproxy: the master was lost and the empty-master guard is protecting the replicas' data; retry shortly"
+	// errNoMasterKnown follows errBackendDown: no Sentinel has named a
+	// master that answers as one yet.
+	errNoMasterKnown = "no master known yet (waiting for Sentinel)"
 	// errTooManyDedicated follows errBackendDown's "master is unavailable: ".
 	errTooManyDedicated = "too many dedicated connections (blocking calls, MULTI/WATCH, pub/sub, tracking); raise --max-dedicated-conns"
 )

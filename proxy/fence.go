@@ -32,6 +32,13 @@ func (b *backend) onFence(p *pending, frame []byte) {
 	case !ok:
 		b.l.srv.log.Warn("fence ROLE failed; causal reads use the master for a while", "node", b.pool.addr, "reply", string(frame))
 		b.l.srv.fenceLost()
+	case !master && !b.pool.replica:
+		// The "master" answers as a replica: it was demoted under us. Its
+		// offset is not a fence; the switch is the control plane's to make.
+		b.l.srv.log.Warn("the master answers ROLE as a replica", "node", b.pool.addr)
+		b.l.srv.fenceLost()
+		ok = false
+		go b.l.srv.mon.Suspect(b.pool.addr, true)
 	case master:
 		b.l.srv.advanceFence(off)
 		b.l.masterSampled(p.epoch, off)
@@ -58,9 +65,10 @@ func (b *backend) releaseHeld(off int64, ok bool) {
 		reply := b.holdBuf[h.off : h.off+h.n]
 		if ok {
 			if h.p.write {
-				if off > s.writeFence {
+				if off > s.writeFence || s.fenceUnproven {
 					s.writeFence = off
 				}
+				s.fenceUnproven = false
 				if b.l.srv.cfg.SyncReplicas > 0 && !s.closed && reply[0] != '-' {
 					// Synchronous writes: the reply waits for the replicas.
 					s.account(b, &h.p)

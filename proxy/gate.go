@@ -39,6 +39,22 @@ func (l *loop) goodReplicas() int {
 // (--write-gate wait) parked the session, and returns dispatch's verdict in
 // consumed.
 func (s *session) gate() (pass, consumed bool) {
+	if s.l.writesHeld(s.l.now) {
+		// A failover is in progress: the write waits for the next master
+		// rather than reaching the one being replaced, where it could be
+		// acknowledged and then lost (FailoverHold bounds the wait).
+		if s.holdDeadline.IsZero() {
+			s.holdDeadline = s.l.now.Add(s.srv.cfg.FailoverHold)
+			s.l.afterFunc(s.srv.cfg.FailoverHold)
+			s.l.stats.held.Add(1)
+		}
+		if s.l.now.Before(s.holdDeadline) {
+			s.stalled = true
+			s.l.gateWaiters = append(s.l.gateWaiters, s)
+			return false, false
+		}
+	}
+	s.holdDeadline = time.Time{}
 	need := s.srv.cfg.MinReplicasToWrite
 	if need <= 0 || s.l.goodReplicas() >= need {
 		s.gateDeadline = time.Time{}
@@ -81,13 +97,13 @@ func (l *loop) checkGateWaiters(now time.Time) {
 	if len(l.gateWaiters) == 0 {
 		return
 	}
-	open := l.goodReplicas() >= l.srv.cfg.MinReplicasToWrite
+	open := !l.writesHeld(now) && l.goodReplicas() >= l.srv.cfg.MinReplicasToWrite
 	kept := l.gateWaiters[:0]
 	for _, s := range l.gateWaiters {
 		if s.closed {
 			continue
 		}
-		if open || !now.Before(s.gateDeadline) {
+		if open || (!s.gateDeadline.IsZero() && !now.Before(s.gateDeadline)) || (!s.holdDeadline.IsZero() && !now.Before(s.holdDeadline)) {
 			s.resume()
 			continue
 		}

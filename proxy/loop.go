@@ -16,8 +16,17 @@ type loop struct {
 	srv *Server
 	el  gnet.EventLoop
 
-	master   *nodePool
-	replicas map[string]*nodePool
+	master *nodePool
+	// masterGen is the snapshot MasterGen the master pool belongs to;
+	// switchTask moves the loop to a newer one (failover.go), and
+	// switchWaiters are sessions parked until it has run. redirects are
+	// writes the old master refused with -READONLY, kept for the new one.
+	masterGen     uint64
+	switchQueued  bool
+	switchTask    gnet.Runnable
+	switchWaiters []*session
+	redirects     []redirected
+	replicas      map[string]*nodePool
 	// idle dedicated master connections, kept for the next session that pins one.
 	idleDedicated [2][]*backend
 
@@ -102,7 +111,12 @@ const (
 
 func newLoop(s *Server, el gnet.EventLoop) *loop {
 	l := &loop{srv: s, el: el, sessions: make(map[*session]struct{}), replicas: make(map[string]*nodePool)}
-	l.master = l.newPool(s.cfg.Master, false)
+	addr := ""
+	if snap := s.topo.Load(); snap != nil {
+		addr, l.masterGen = snap.Master.Addr, snap.MasterGen
+	}
+	l.master = l.newPool(addr, false)
+	l.switchTask = newSwitchTask(l)
 	l.backendFlush = gnet.RunnableFunc(func(context.Context) error {
 		l.flushQueued = false
 		l.flushBackends()
@@ -159,6 +173,9 @@ func (l *loop) sharedBackend(p *nodePool, proto int) (*backend, string) {
 	if why := p.mayDial(); why != "" {
 		return nil, why
 	}
+	if p.addr == "" {
+		return nil, errNoMasterKnown
+	}
 	b := newBackend(l, p, proto, nil)
 	conns[i] = b
 	b.slot = &conns[i]
@@ -178,6 +195,9 @@ func (l *loop) dedicatedBackend(sess *session) (*backend, string) {
 	}
 	if why := l.master.mayDial(); why != "" {
 		return nil, why
+	}
+	if l.master.addr == "" {
+		return nil, errNoMasterKnown
 	}
 	if l.srv.dedicated.Add(1) > int64(l.srv.cfg.MaxDedicatedConns) {
 		l.srv.dedicated.Add(-1)
@@ -298,7 +318,7 @@ func (l *loop) demote(p *nodePool, why string) {
 	p.knownOffset = -1
 	// Other loops may have no connection to it and would not notice: the
 	// monitor takes it out of every loop's snapshot until it polls it again.
-	l.srv.mon.demote(p.addr, p.demotedAt)
+	l.srv.mon.Demote(p.addr, p.demotedAt)
 }
 
 func (l *loop) markSession(s *session) {
@@ -387,6 +407,10 @@ func (l *loop) sweep(now time.Time) {
 			s.c.Close()
 		}
 	}
+	if !l.masterCurrent() {
+		l.switchMaster()
+	}
+	l.expireRedirects(now)
 	l.checkParked()
 	// A replica that stopped answering (paused, partitioned, hung) would
 	// hold its reads forever: past the read timeout its connection is

@@ -5,6 +5,7 @@ import (
 
 	"github.com/replproxy/replproxy/metrics"
 	"github.com/replproxy/replproxy/router"
+	"github.com/replproxy/replproxy/topology"
 )
 
 // Stats fills st for a metrics scrape. Safe for concurrent use: it reads
@@ -67,7 +68,18 @@ func (s *Server) Stats(st *metrics.Stats) {
 		{Reason: "dedicated", Count: s.dedicated.Load()},
 	}
 	st.MasterReplOffset = -1
+	s.switches.fill(st)
+	for _, l := range loops {
+		st.WritesHeld += l.stats.held.Load()
+		st.WritesRedirected += l.stats.redirected.Load()
+	}
+	g := s.mon.Guard()
+	st.GuardActive = g.Active
+	for _, k := range topology.GuardActionKinds {
+		st.GuardActions = append(st.GuardActions, metrics.ReasonCount{Reason: k, Count: g.Actions[k]})
+	}
 	if snap := s.topo.Load(); snap != nil {
+		st.Master = metrics.MasterInfo{Addr: snap.Master.Addr, Generation: snap.MasterGen}
 		st.MasterReplOffset = snap.Master.Offset
 		st.Nodes = append(st.Nodes, nodeMetric(&snap.Master, "master"))
 		for i := range snap.Replicas {
@@ -89,7 +101,7 @@ func (s *Server) Stats(st *metrics.Stats) {
 func nodeMetric(n *router.NodeState, role string) metrics.Node {
 	m := metrics.Node{
 		Addr: n.Addr, Role: role, Up: n.Reachable, Offset: n.Offset,
-		LagBytes: n.LagBytes, LagSeconds: -1,
+		LagBytes: n.LagBytes, LagSeconds: -1, PersistRDB: n.PersistRDB, PersistAOF: n.PersistAOF,
 	}
 	if role == "master" {
 		m.Eligible = n.Reachable && n.Role == "master"

@@ -3,11 +3,15 @@ package proxy
 import (
 	"bytes"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/replproxy/replproxy/resp"
 	"github.com/replproxy/replproxy/router"
+	"github.com/replproxy/replproxy/topology"
 )
+
+var topologyGuardKinds = topology.GuardActionKinds
 
 // Version is reported by PROXY INFO; cmd/replproxy sets it at link time.
 var Version = "dev"
@@ -18,6 +22,8 @@ var proxyHelp = []string{
 	"    Version, modes, limits and every node with its role, offset, lag and eligibility.",
 	"TOPOLOGY",
 	"    The nodes alone, as INFO shows them.",
+	"GUARD",
+	"    The empty-master guard: on or off, acting or not, its actions, and the last incident step by step.",
 	"CONSISTENCY [strong|linearizable|causal|bounded|eventual]",
 	"    Show, or set for this connection, the read consistency mode.",
 	"HELP",
@@ -55,6 +61,9 @@ func (s *session) proxyCommand(args [][]byte) bool {
 	case resp.EqualFold(sub, "info") && len(args) == 2:
 		s.scratch = s.appendProxyInfo(s.scratch[:0])
 		s.localReply(s.scratch)
+	case resp.EqualFold(sub, "guard") && len(args) == 2:
+		s.scratch = s.appendGuard(s.scratch[:0])
+		s.localReply(s.scratch)
 	case resp.EqualFold(sub, "topology") && len(args) == 2:
 		s.scratch = s.appendTopology(s.scratch[:0])
 		s.localReply(s.scratch)
@@ -67,10 +76,45 @@ func (s *session) proxyCommand(args [][]byte) bool {
 func (s *session) appendProxyInfo(b []byte) []byte {
 	cfg := &s.srv.cfg
 	p := s.proto
-	b = resp.AppendMapHeader(b, 17, p)
+	b = resp.AppendMapHeader(b, 27, p)
 	b = kvString(b, "version", Version)
 	b = kvString(b, "listen", s.srv.Addr())
-	b = kvString(b, "master", cfg.Master)
+	snap := s.srv.topo.Load()
+	var sw router.Switch
+	master, gen, held := "", uint64(0), false
+	if snap != nil {
+		master, gen = snap.Master.Addr, snap.MasterGen
+		held = snap.HoldWrites && time.Now().Before(snap.HoldUntil)
+	}
+	if p := s.srv.lastSwitch.Load(); p != nil {
+		sw = *p
+	}
+	b = kvString(b, "master", master)
+	b = kvInt(b, "master_generation", int64(gen))
+	b = kvString(b, "sentinel_master", cfg.SentinelMaster)
+	b = kvString(b, "sentinels", strings.Join(s.srv.mon.Sentinels(), ","))
+	b = kvBool(b, "writes_held", held, p)
+	var switches int64
+	for _, n := range s.srv.switchCounts() {
+		switches += n
+	}
+	b = kvInt(b, "master_switches", switches)
+	b = kvString(b, "last_switch", describeSwitch(sw))
+	ago := int64(-1)
+	if !sw.At.IsZero() {
+		ago = time.Since(sw.At).Milliseconds()
+	}
+	b = kvInt(b, "last_switch_ms_ago", ago)
+	b = kvInt(b, "last_switch_took_ms", sw.Took.Milliseconds())
+	g := s.srv.mon.Guard()
+	b = kvBool(b, "empty_master_guard", g.Enabled, p)
+	guardState := "idle"
+	if g.Active {
+		guardState = "acting: " + g.Incident.Cause
+	} else if g.Incident != nil {
+		guardState = "last incident " + g.Incident.Started.Format(time.RFC3339) + ": " + g.Incident.Outcome
+	}
+	b = kvString(b, "guard_state", guardState)
 	b = kvString(b, "consistency", s.srv.consistency.String())
 	b = kvString(b, "client_consistency", s.consistency.String())
 	b = kvInt(b, "max_lag_ms", cfg.MaxLag.Milliseconds())
@@ -86,6 +130,18 @@ func (s *session) appendProxyInfo(b []byte) []byte {
 	b = kvInt(b, "commands_known", int64(s.srv.table.Load().Len()))
 	b = resp.AppendBulkString(b, "nodes")
 	return s.appendTopology(b)
+}
+
+// describeSwitch is a switch in one line, "" for none.
+func describeSwitch(sw router.Switch) string {
+	if sw.To == "" {
+		return ""
+	}
+	hist := "new history (fences reset)"
+	if sw.Continues {
+		hist = "continues history up to offset " + strconv.FormatInt(sw.SplitOffset, 10)
+	}
+	return sw.From + " -> " + sw.To + ": " + sw.Cause + "; " + hist
 }
 
 // appendTopology lists the master then every replica, one map each.
@@ -104,7 +160,7 @@ func (s *session) appendTopology(b []byte) []byte {
 
 func (s *session) appendNode(b []byte, n *router.NodeState, ok bool) []byte {
 	p := s.proto
-	b = resp.AppendMapHeader(b, 11, p)
+	b = resp.AppendMapHeader(b, 14, p)
 	b = kvString(b, "addr", n.Addr)
 	role := n.Role
 	if role == "" {
@@ -123,11 +179,62 @@ func (s *session) appendNode(b []byte, n *router.NodeState, ok bool) []byte {
 	b = kvInt(b, "lag_ms", lagMs)
 	b = kvBool(b, "eligible", ok, p)
 	b = kvString(b, "reason", n.Reason)
+	b = kvString(b, "persistence_rdb", triState(n.PersistRDB))
+	b = kvString(b, "persistence_aof", triState(n.PersistAOF))
+	b = kvInt(b, "keys", n.Keys)
 	seen := int64(-1)
 	if !n.Seen.IsZero() {
 		seen = time.Since(n.Seen).Milliseconds()
 	}
 	return kvInt(b, "seen_ms_ago", seen)
+}
+
+func triState(v int8) string {
+	switch v {
+	case 0:
+		return "off"
+	case 1:
+		return "on"
+	}
+	return "unknown"
+}
+
+// appendGuard is PROXY GUARD: the guard's state and its last incident.
+func (s *session) appendGuard(b []byte) []byte {
+	p := s.proto
+	g := s.srv.mon.Guard()
+	b = resp.AppendMapHeader(b, 4, p)
+	b = kvBool(b, "enabled", g.Enabled, p)
+	b = kvBool(b, "acting", g.Active, p)
+	b = resp.AppendBulkString(b, "actions")
+	b = resp.AppendMapHeader(b, len(topologyGuardKinds), p)
+	for _, k := range topologyGuardKinds {
+		b = kvInt(b, k, g.Actions[k])
+	}
+	b = resp.AppendBulkString(b, "last_incident")
+	inc := g.Incident
+	if inc == nil {
+		return resp.AppendNull(b, p)
+	}
+	b = resp.AppendMapHeader(b, 9, p)
+	b = kvString(b, "started", inc.Started.Format(time.RFC3339Nano))
+	b = kvString(b, "cause", inc.Cause)
+	b = kvString(b, "master", inc.Master)
+	b = kvString(b, "replid", inc.ReplID)
+	b = kvInt(b, "offset", inc.Offset)
+	b = kvString(b, "parked", strings.Join(inc.Parked, ","))
+	b = kvString(b, "promoted", inc.Promoted)
+	resolved := ""
+	if !inc.Resolved.IsZero() {
+		resolved = inc.Resolved.Format(time.RFC3339Nano) + " (" + inc.Resolved.Sub(inc.Started).Round(time.Millisecond).String() + ") " + inc.Outcome
+	}
+	b = kvString(b, "resolved", resolved)
+	b = resp.AppendBulkString(b, "actions")
+	b = resp.AppendArrayHeader(b, len(inc.Actions))
+	for _, a := range inc.Actions {
+		b = resp.AppendBulkString(b, a)
+	}
+	return b
 }
 
 func kvString(b []byte, k, v string) []byte {

@@ -312,7 +312,9 @@ func TestEvalShaROOnReplicaAfterScriptLoad(t *testing.T) {
 // other clients while it reloads) is retried elsewhere, never shown.
 func TestLoadingRepliesAreRetried(t *testing.T) {
 	topo := redistest.Start(t, redistest.Options{Replicas: 2, ReplicaArgs: []string{"--enable-debug-command", "yes"}})
-	srv := startProxy(t, Config{Master: topo.Master.Addr(), Consistency: "eventual", PollInterval: time.Second})
+	// Round-robin: with least-outstanding, a loaded machine could send every
+	// read to the other replica (lower RTT) and never meet LOADING.
+	srv := startProxy(t, Config{Master: topo.Master.Addr(), Consistency: "eventual", PollInterval: time.Second, ReadBalance: "round-robin"})
 	_, replicas := topo.Addrs()
 	waitSnapshot(t, srv, "both replicas eligible", func(s *router.Snapshot) bool {
 		return replicaState(s, replicas[0]) != nil && replicaState(s, replicas[0]).Eligible &&

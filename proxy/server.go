@@ -19,6 +19,7 @@ import (
 	"github.com/replproxy/replproxy/replstream"
 	"github.com/replproxy/replproxy/resp"
 	"github.com/replproxy/replproxy/router"
+	"github.com/replproxy/replproxy/topology"
 )
 
 // isOwnLink reports whether addr, as the master lists it among its replicas,
@@ -79,7 +80,11 @@ type Server struct {
 	// Config.MaxDedicatedConns.
 	dedicated atomic.Int64
 	scripts   *router.ScriptCache
-	mon       *monitor
+	mon       *topology.Monitor
+	// lastSwitch is the last master switch (nil before one), for PROXY
+	// INFO; switches counts them by cause kind, switchHist their durations.
+	lastSwitch atomic.Pointer[router.Switch]
+	switches   switchStats
 
 	// link is the proxy's own replication link (nil when disabled).
 	link *replstream.Link
@@ -95,7 +100,7 @@ type Server struct {
 
 // New checks cfg, fills in defaults and returns a Server ready to Serve.
 func New(cfg Config) (*Server, error) {
-	if cfg.Master == "" {
+	if cfg.Master == "" && len(cfg.Sentinels) == 0 {
 		return nil, ErrProxyNoMaster
 	}
 	if err := normalize(&cfg); err != nil {
@@ -121,7 +126,24 @@ func New(cfg Config) (*Server, error) {
 	s.unauthLimit = resp.UnauthenticatedLimits()
 	empty := []*loop{}
 	s.loopLst.Store(&empty)
-	s.mon = newMonitor(s)
+	mon, err := topology.New(topology.Config{
+		Master: cfg.Master, Replicas: cfg.Replicas, DiscoverReplicas: *cfg.DiscoverReplicas,
+		Sentinels: cfg.Sentinels, SentinelMaster: cfg.SentinelMaster,
+		SentinelUser: cfg.SentinelUser, SentinelPassword: cfg.SentinelPassword, SentinelTLS: cfg.SentinelTLS,
+		User: cfg.UpstreamUser, Password: cfg.UpstreamPassword, TLS: cfg.UpstreamTLS,
+		PollInterval: cfg.PollInterval, Timeout: cfg.HealthTimeout, HoldMax: cfg.FailoverHold,
+		Guard: *cfg.EmptyMasterGuard, ParkAddr: cfg.GuardParkAddr,
+		Logger:           cfg.Logger,
+		Publish:          s.publish,
+		LagMs:            s.lagMs,
+		OwnLink:          s.isOwnLink,
+		NewMasterProcess: func(addr string) { s.loadCommandTable(context.Background(), addr) },
+		Switched:         s.switched,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrProxyBadConfig, err)
+	}
+	s.mon = mon
 	if !cfg.NoReplicationLink {
 		link, err := replstream.New(replstream.Config{
 			Master: cfg.Master, User: cfg.UpstreamUser, Password: cfg.UpstreamPassword,
@@ -146,6 +168,10 @@ func normalize(cfg *Config) error {
 	if cfg.DiscoverReplicas == nil {
 		t := true
 		cfg.DiscoverReplicas = &t
+	}
+	if cfg.EmptyMasterGuard == nil {
+		t := true
+		cfg.EmptyMasterGuard = &t
 	}
 	if cfg.Loops <= 0 {
 		cfg.Loops = runtime.NumCPU()
@@ -237,13 +263,19 @@ func normalize(cfg *Config) error {
 	default:
 		return fmt.Errorf("%w: unknown sync timeout action %q (want error or pass)", ErrProxyBadConfig, cfg.SyncTimeoutAction)
 	}
-	if len(cfg.Sentinels) > 0 || cfg.SentinelMaster != "" {
-		return fmt.Errorf("%w: sentinel (following Sentinel failovers)", ErrProxyNotSupported)
+	if len(cfg.Sentinels) > 0 && cfg.SentinelMaster == "" {
+		return fmt.Errorf("%w: Sentinels need SentinelMaster (the name they monitor)", ErrProxyBadConfig)
+	}
+	if cfg.FailoverHold <= 0 {
+		cfg.FailoverHold = 2 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	for _, a := range append([]string{cfg.Listen, cfg.Master}, cfg.Replicas...) {
+	for _, a := range append(append([]string{cfg.Listen, cfg.Master}, cfg.Replicas...), cfg.Sentinels...) {
+		if a == cfg.Master && a == "" {
+			continue // Sentinel names it
+		}
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			return fmt.Errorf("%w: address %q: %v", ErrProxyBadConfig, a, err)
 		}
@@ -266,9 +298,9 @@ func (s *Server) Ready() <-chan struct{} { return s.ready }
 // it stops reading new commands, lets in-flight replies reach their clients
 // for up to ShutdownTimeout, and closes everything.
 func (s *Server) Serve(ctx context.Context) error {
-	s.fetchUpstreamFacts(ctx)
 	monCtx, stopMon := context.WithCancel(context.Background())
-	s.mon.start(monCtx)
+	s.mon.Start(monCtx)
+	s.fetchUpstreamFacts(ctx)
 	var linkDone chan struct{}
 	if s.link != nil {
 		linkDone = make(chan struct{})
@@ -281,7 +313,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	defer func() {
 		stopMon()
-		s.mon.wait()
+		s.mon.Wait()
 		if linkDone != nil {
 			<-linkDone
 		}
@@ -302,7 +334,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		return fmt.Errorf("proxy: listen %s: %w", s.cfg.Listen, err)
 	case <-s.ready:
 	}
-	s.log.Info("replproxy listening", "addr", s.Addr(), "master", s.cfg.Master, "loops", s.cfg.Loops)
+	s.log.Info("replproxy listening", "addr", s.Addr(), "master", s.mon.Master(), "sentinels", s.cfg.Sentinels, "loops", s.cfg.Loops)
 	select {
 	case err := <-errc:
 		return err
@@ -346,8 +378,16 @@ func (s *Server) fetchUpstreamFacts(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
 	defer cancel()
+	select {
+	case <-s.mon.Known():
+	case <-ctx.Done():
+		s.log.Warn("no master known at start (no Sentinel answered with one); serving anyway", "sentinels", s.cfg.Sentinels)
+		return
+	}
+	master := s.mon.Master()
 	rc := redis.NewClient(&redis.Options{
-		Addr:        s.cfg.Master,
+		Addr:        master,
+		TLSConfig:   s.cfg.UpstreamTLS,
 		Username:    s.cfg.UpstreamUser,
 		Password:    s.cfg.UpstreamPassword,
 		Protocol:    2,
@@ -357,7 +397,7 @@ func (s *Server) fetchUpstreamFacts(ctx context.Context) {
 	defer rc.Close()
 	info, err := rc.Info(ctx, "server").Result()
 	if err != nil {
-		s.log.Warn("master not reachable at start; serving anyway", "master", s.cfg.Master, "err", err)
+		s.log.Warn("master not reachable at start; serving anyway", "master", master, "err", err)
 		return
 	}
 	if v := infoField(info, "redis_version"); v != "" {
@@ -375,10 +415,10 @@ func (s *Server) fetchUpstreamFacts(ctx context.Context) {
 // loadCommandTable replaces the built-in command table with the master's
 // own COMMAND reply, so modules and newer commands are classified by the
 // flags of the server that runs them.
-func (s *Server) loadCommandTable(ctx context.Context) {
+func (s *Server) loadCommandTable(ctx context.Context, master string) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
 	defer cancel()
-	conn, err := dialBackend(ctx, s.cfg.Master, s.cfg.UpstreamUser, s.cfg.UpstreamPassword, 2, s.cfg.ConnectTimeout)
+	conn, err := dialBackend(ctx, master, s.cfg.UpstreamUser, s.cfg.UpstreamPassword, 2, s.cfg.ConnectTimeout)
 	if err != nil {
 		s.log.Warn("COMMAND unavailable; using the built-in Redis 7.0 table", "err", err)
 		return

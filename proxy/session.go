@@ -49,6 +49,12 @@ type session struct {
 	// then (--write-gate wait). multiWrites: the open MULTI queued writes.
 	gateDeadline time.Time
 	multiWrites  bool
+	// holdDeadline: the session's next write waits for a failover in
+	// progress until then (gate). fenceUnproven: since the last master
+	// switch, the session's write fence is not provably in the new
+	// master's history, so WAIT counts no replica for it.
+	holdDeadline  time.Time
+	fenceUnproven bool
 	// procOff is how much of the input process has consumed but not yet
 	// discarded, while it dispatches.
 	procOff int

@@ -17,6 +17,9 @@ type loopStats struct {
 	retries        [retryCount]atomic.Int64
 	waits          [waitOutcomeCount]atomic.Int64
 	gateRejections atomic.Int64
+	// held: writes that waited for a failover; redirected: writes a
+	// replaced master refused with -READONLY, re-sent to the new one.
+	held, redirected atomic.Int64
 	// latency per target: per-bucket counts (metrics.LatencyBuckets plus
 	// +Inf) and the sum in nanoseconds.
 	latency    [targetCount][maxLatencyBuckets]atomic.Uint64

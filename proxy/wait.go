@@ -50,6 +50,15 @@ func (s *session) wait(args [][]byte) bool {
 		return false
 	}
 	w := &waitState{want: int(min(want, 1<<20)), fence: s.writeFence}
+	if s.fenceUnproven {
+		// Its last write was acknowledged by a master that has been
+		// replaced, beyond what the new one is known to hold: no replica
+		// can be proven to have it.
+		s.l.stats.waits[waitTimeout].Add(1)
+		s.scratch = resp.AppendInt(s.scratch[:0], 0)
+		s.localReply(s.scratch)
+		return true
+	}
 	if n := s.l.ackedReplicas(w.fence); n >= w.want || w.want <= 0 {
 		s.l.stats.waits[waitSatisfied].Add(1)
 		s.scratch = resp.AppendInt(s.scratch[:0], int64(n))
@@ -115,7 +124,9 @@ func (l *loop) checkParked() {
 			continue
 		}
 		n := l.ackedReplicas(w.fence)
-		timedOut := !w.deadline.IsZero() && !now.Before(w.deadline)
+		// An unprovable fence (a master switch lost the write's history)
+		// is answered at once with the 0 replicas that can be proven.
+		timedOut := (!w.deadline.IsZero() && !now.Before(w.deadline)) || w.fence == unprovableFence
 		if n < w.want && !timedOut {
 			kept = append(kept, s)
 			continue

@@ -25,7 +25,8 @@ const (
 // Master set is a working link. New copies the Config; changing it later has
 // no effect.
 type Config struct {
-	// Master is the address of the Redis master, host:port. Required.
+	// Master is the address of the Redis master, host:port. Empty means
+	// "not known yet": the link waits for Link.SetMaster.
 	Master string
 
 	// User and Password authenticate the link: AUTH [User] Password is sent
@@ -73,10 +74,7 @@ type Config struct {
 
 // withDefaults validates c and fills in the defaults.
 func (c Config) withDefaults() (Config, error) {
-	if c.Master == "" {
-		return c, fmt.Errorf("%w: Master is empty", ErrConfig)
-	}
-	if _, port, err := net.SplitHostPort(c.Master); err != nil || port == "" {
+	if _, port, err := net.SplitHostPort(c.Master); c.Master != "" && (err != nil || port == "") {
 		return c, fmt.Errorf("%w: Master %q is not host:port", ErrConfig, c.Master)
 	}
 	for _, f := range []struct {

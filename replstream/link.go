@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -45,6 +46,12 @@ type Link struct {
 
 	changes chan struct{}
 	running atomic.Bool
+
+	// master is the address followed now (SetMaster); masterConn is the
+	// connection to it, closed by SetMaster to move the link at once.
+	master     atomic.Pointer[string]
+	connMu     sync.Mutex
+	masterConn net.Conn
 
 	r runner // Run's state; survives between Runs
 }
@@ -114,9 +121,11 @@ func New(cfg Config) (*Link, error) {
 		changes: make(chan struct{}, 1),
 	}
 	l.status.Store(&status{state: StateDown})
+	addr := cfg.Master
+	l.master.Store(&addr)
 	l.r = runner{
 		l:      l,
-		log:    cfg.Logger.With("master", cfg.Master),
+		log:    cfg.Logger,
 		parser: resp.NewRequestParser(resp.DefaultLimits()),
 		scan:   resp.NewReplyScanner(resp.DefaultLimits()),
 	}
@@ -160,6 +169,28 @@ func (l *Link) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
+	}
+}
+
+var errNoMasterYet = errors.New("replstream: no master known yet")
+
+// Master returns the address the link follows.
+func (l *Link) Master() string { return *l.master.Load() }
+
+// SetMaster moves the link to another master (a failover): the current
+// connection is closed and the next one goes to addr with PSYNC <replid>
+// <offset+1>, which a promoted replica that continues the history answers
+// +CONTINUE. Safe for concurrent use.
+func (l *Link) SetMaster(addr string) {
+	if l.Master() == addr {
+		return
+	}
+	l.connMu.Lock()
+	l.master.Store(&addr)
+	c := l.masterConn
+	l.connMu.Unlock()
+	if c != nil {
+		c.Close()
 	}
 }
 
@@ -306,6 +337,7 @@ type runner struct {
 	scan   *resp.ReplyScanner
 	rdb    rdbSkipper
 
+	addr     string   // the master this runner last dialed
 	hist     *history // == l.hist.Load(), kept here for the writer
 	off      int64    // == hist.offset, the writer's copy
 	runID    string
@@ -326,10 +358,28 @@ const (
 func (r *runner) session(ctx context.Context) (streamed bool, err error) {
 	l := r.l
 	l.setStatus(func(s *status) { s.state = StateConnecting })
+	addr := l.Master()
+	if addr == "" {
+		return false, errNoMasterYet
+	}
+	if addr != r.addr {
+		// Another node (a failover): its run_id differs without any
+		// restart, so only a change seen on this node counts as one.
+		r.addr, r.runID = addr, ""
+		r.log = l.cfg.Logger.With("master", addr)
+	}
 	d := net.Dialer{Timeout: l.cfg.DialTimeout}
-	conn, err := d.DialContext(ctx, "tcp", l.cfg.Master)
+	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return false, err
+	}
+	l.connMu.Lock()
+	l.masterConn = conn
+	moved := l.Master() != addr
+	l.connMu.Unlock()
+	if moved {
+		conn.Close()
+		return false, errors.New("replstream: master moved while dialing")
 	}
 	if r.everConn {
 		l.reconnects.Add(1)
@@ -341,6 +391,9 @@ func (r *runner) session(ctx context.Context) (streamed bool, err error) {
 	defer func() {
 		stop()
 		conn.Close()
+		l.connMu.Lock()
+		l.masterConn = nil
+		l.connMu.Unlock()
 		r.conn = nil
 		r.rd, r.w, r.need = 0, 0, 0
 		r.parser.Reset()

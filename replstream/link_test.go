@@ -18,7 +18,6 @@ import (
 
 func TestNewRejectsBadConfig(t *testing.T) {
 	for _, cfg := range []Config{
-		{},
 		{Master: "localhost"},
 		{Master: "127.0.0.1:6379", BacklogBytes: -1},
 		{Master: "127.0.0.1:6379", ReadTimeout: -time.Second},

@@ -28,6 +28,22 @@ type NodeState struct {
 	// "loading", "other history", "offset unknown", "not a replica of our master".
 	Eligible bool
 	Reason   string
+	// ReplID2 and SecondOffset are master_replid2 and second_repl_offset:
+	// the history a promoted node held before, valid up to SecondOffset-1.
+	ReplID2      string
+	SecondOffset int64
+	// RunID is the node's process (INFO server run_id).
+	RunID string
+	// Keys is the number of keys in all databases (INFO keyspace); -1
+	// when unknown.
+	Keys int64
+	// PersistRDB and PersistAOF say whether the node can reload its data
+	// after a restart: 1 yes, 0 no, -1 unknown (CONFIG refused, not
+	// audited yet).
+	PersistRDB, PersistAOF int8
+	// Parked: the node replicates from the empty-master guard's parking
+	// address, keeping its data while the master's history is in doubt.
+	Parked bool
 	// Seen is when the monitor last heard from the node.
 	Seen time.Time
 	// RTT is a moving average of the monitor's round trips to the node: the
@@ -43,4 +59,39 @@ type Snapshot struct {
 	Taken    time.Time
 	Master   NodeState
 	Replicas []NodeState
+
+	// MasterGen numbers the masters the proxy has followed: it increases
+	// with every master switch. A loop that sees a new MasterGen stops
+	// using its connections to the previous master at once.
+	MasterGen uint64
+	// Switch describes the last master switch (zero before the first).
+	Switch Switch
+	// HoldWrites: a failover is in progress (Sentinel said so, or the
+	// master answered -READONLY): writes wait, up to HoldUntil, for the
+	// next master instead of going to one that is about to be replaced.
+	HoldWrites bool
+	HoldUntil  time.Time
+	// Guarding: the empty-master guard is acting (the master's history is
+	// in doubt): nothing may run on the master; writes wait, then get
+	// -TRYAGAIN; reads go to the replicas that hold the data.
+	Guarding bool
+}
+
+// Switch is one master switch as the control plane saw it.
+type Switch struct {
+	From, To string
+	Cause    string
+	At       time.Time
+	// Continues: the new master continues the old one's history
+	// (master_replid2 is the old replication ID), so offsets up to
+	// SplitOffset mean the same writes on both; fences and floors taken
+	// before the switch stay valid up to there. Writes beyond SplitOffset
+	// on the old master are not in the new one's history.
+	Continues   bool
+	SplitOffset int64
+	// OldReplID is the replication ID of the master switched from.
+	OldReplID string
+	// Took is how long the switch took from the first sign of trouble
+	// (the master unreachable, a failover event, -READONLY), 0 if unknown.
+	Took time.Duration
 }

@@ -31,6 +31,11 @@ type settings struct {
 	DiscoverReplicas bool       `yaml:"discover-replicas"`
 	Sentinel         stringList `yaml:"sentinel"`
 	SentinelMaster   string     `yaml:"sentinel-master"`
+	SentinelUser     string     `yaml:"sentinel-user"`
+	SentinelPassword string     `yaml:"sentinel-password"`
+	FailoverHold     duration   `yaml:"failover-hold"`
+	EmptyMasterGuard string     `yaml:"empty-master-guard"`
+	GuardParkAddr    string     `yaml:"guard-park-addr"`
 	UpstreamUser     string     `yaml:"upstream-user"`
 	UpstreamPassword string     `yaml:"upstream-password"`
 
@@ -87,6 +92,8 @@ func defaultSettings() settings {
 		MinReplicasMaxLag: duration(10 * time.Second),
 		CausalWait:        duration(2 * time.Millisecond),
 		WriteGate:         "reject",
+		EmptyMasterGuard:  "on",
+		GuardParkAddr:     "127.0.0.1:1",
 		WriteGateTimeout:  duration(100 * time.Millisecond),
 		SyncTimeout:       duration(time.Second),
 		SyncTimeoutAction: "error",
@@ -132,11 +139,16 @@ func newFlagSet(s *settings, o *options) *flag.FlagSet {
 	fs.SetOutput(io.Discard)
 
 	fs.StringVar(&s.Listen, "listen", s.Listen, "client-facing `address` (host:port)")
-	fs.StringVar(&s.Master, "master", s.Master, "Redis master `address` (host:port); required")
+	fs.StringVar(&s.Master, "master", s.Master, "Redis master `address` (host:port); required unless --sentinel names it")
 	fs.Var(&s.Replica, "replica", "Redis replica `address` (host:port); repeat for several")
 	fs.BoolVar(&s.DiscoverReplicas, "discover-replicas", s.DiscoverReplicas, "also use the replicas the master reports; turn off with --discover-replicas=false")
 	fs.Var(&s.Sentinel, "sentinel", "Sentinel `address` (host:port) to follow failovers; repeat for several")
 	fs.StringVar(&s.SentinelMaster, "sentinel-master", s.SentinelMaster, "master `name` monitored by the Sentinels")
+	fs.StringVar(&s.SentinelUser, "sentinel-user", s.SentinelUser, "ACL `user` the proxy authenticates as to the Sentinels")
+	fs.StringVar(&s.SentinelPassword, "sentinel-password", s.SentinelPassword, "`password` the proxy sends to the Sentinels (their own, not the data nodes')")
+	fs.StringVar(&s.EmptyMasterGuard, "empty-master-guard", s.EmptyMasterGuard, "protect the replicas' data when the master restarts empty (`on` or off)")
+	fs.StringVar(&s.GuardParkAddr, "guard-park-addr", s.GuardParkAddr, "`address` (host:port where nothing listens) the guard points replicas at to keep them from resyncing")
+	fs.Var(&s.FailoverHold, "failover-hold", "how long a write waits during a failover for the new master before going to the current one")
 	fs.StringVar(&s.UpstreamUser, "upstream-user", s.UpstreamUser, "ACL `user` the proxy authenticates as to every Redis node")
 	fs.StringVar(&s.UpstreamPassword, "upstream-password", s.UpstreamPassword, "`password` the proxy sends to every Redis node")
 
@@ -278,12 +290,16 @@ var fieldByKey = func() map[string]int {
 }()
 
 func (s *settings) validate() error {
+	if s.Master == "" && len(s.Sentinel) == 0 {
+		return errors.New("--master is required (host:port of the Redis master), or --sentinel with --sentinel-master")
+	}
+	masters := []string{s.Master}
 	if s.Master == "" {
-		return errors.New("--master is required (host:port of the Redis master)")
+		masters = nil
 	}
 	addrs := map[string][]string{
 		"listen":   {s.Listen},
-		"master":   {s.Master},
+		"master":   masters,
 		"replica":  s.Replica,
 		"sentinel": s.Sentinel,
 	}
@@ -370,6 +386,12 @@ func (s *settings) validate() error {
 			return fmt.Errorf("--%s %s is larger than this platform supports", p.flag, p.v)
 		}
 	}
+	if s.EmptyMasterGuard != "on" && s.EmptyMasterGuard != "off" {
+		return fmt.Errorf("--empty-master-guard %q: must be on or off", s.EmptyMasterGuard)
+	}
+	if err := checkAddr(s.GuardParkAddr); err != nil {
+		return fmt.Errorf("--guard-park-addr %q: %v", s.GuardParkAddr, err)
+	}
 	if s.WriteGate != "reject" && s.WriteGate != "wait" {
 		return fmt.Errorf("--write-gate %q: must be reject or wait", s.WriteGate)
 	}
@@ -403,6 +425,7 @@ func checkAddr(addr string) error {
 
 func (s *settings) proxyConfig() proxy.Config {
 	discover := s.DiscoverReplicas
+	guard := s.EmptyMasterGuard == "on"
 	var users map[string]string
 	if len(s.User) > 0 {
 		users = map[string]string(s.User)
@@ -433,6 +456,11 @@ func (s *settings) proxyConfig() proxy.Config {
 		MinReplicasMaxLag:       time.Duration(s.MinReplicasMaxLag),
 		Sentinels:               slices.Clone([]string(s.Sentinel)),
 		SentinelMaster:          s.SentinelMaster,
+		SentinelUser:            s.SentinelUser,
+		SentinelPassword:        s.SentinelPassword,
+		FailoverHold:            time.Duration(s.FailoverHold),
+		EmptyMasterGuard:        &guard,
+		GuardParkAddr:           s.GuardParkAddr,
 		PollInterval:            time.Duration(s.PollInterval),
 		HealthTimeout:           time.Duration(s.HealthTimeout),
 		ReadTimeout:             time.Duration(s.ReadTimeout),
@@ -625,7 +653,7 @@ var flagGroups = []struct {
 	title string
 	flags []string
 }{
-	{"Topology", []string{"master", "replica", "discover-replicas", "sentinel", "sentinel-master", "upstream-user", "upstream-password"}},
+	{"Topology", []string{"master", "replica", "discover-replicas", "sentinel", "sentinel-master", "sentinel-user", "sentinel-password", "failover-hold", "empty-master-guard", "guard-park-addr", "upstream-user", "upstream-password"}},
 	{"Consistency and write safety", []string{"consistency", "max-lag", "causal-wait", "min-replicas-to-write", "min-replicas-max-lag", "write-gate", "write-gate-timeout", "sync-replicas", "sync-timeout", "sync-timeout-action", "replication-link", "replication-backlog"}},
 	{"Replica health and routing", []string{"poll-interval", "health-timeout", "read-timeout", "read-balance", "allow-command"}},
 	{"Clients", []string{"listen", "requirepass", "user", "maxclients", "max-dedicated-conns", "timeout"}},

@@ -34,6 +34,8 @@ func defaultConfig() proxy.Config {
 		Listen:                  "127.0.0.1:6380",
 		Master:                  "m:1",
 		DiscoverReplicas:        boolPtr(true),
+		EmptyMasterGuard:        boolPtr(true),
+		GuardParkAddr:           "127.0.0.1:1",
 		BackendConns:            1,
 		MaxClients:              10000,
 		MaxDedicatedConns:       10000,

@@ -75,6 +75,9 @@ type Options struct {
 	// down-after-milliseconds 1000 and failover-timeout 3000.
 	Sentinels int
 
+	// SentinelDownAfterMs is each Sentinel's down-after-milliseconds;
+	// 0 means 1000.
+	SentinelDownAfterMs int
 	// SentinelArgs is extra argv for every Sentinel, after --sentinel.
 	SentinelArgs []string
 
@@ -169,6 +172,10 @@ func Start(tb TB, opts Options) *Topology {
 			setup: func(port int, dir string) error {
 				// The master's password, however it was given (Password or Args).
 				conf := sentinelConf(port, dir, t.Master.Port(), quorum, t.Master.password)
+				if opts.SentinelDownAfterMs > 0 {
+					conf = strings.Replace(conf, fmt.Sprintf("down-after-milliseconds %s %d", SentinelMasterName, sentinelDownAfterMs),
+						fmt.Sprintf("down-after-milliseconds %s %d", SentinelMasterName, opts.SentinelDownAfterMs), 1)
+				}
 				return os.WriteFile(filepath.Join(dir, "sentinel.conf"), []byte(conf), 0o644)
 			},
 		})
@@ -202,6 +209,29 @@ func StartServer(tb TB, args ...string) *Node {
 		password: passwordFromArgs(args),
 		args: func(port int, dir string) []string {
 			return append(serverArgs(port, dir), args...)
+		},
+	})
+}
+
+// StartSentinel starts one redis-sentinel of its own, monitoring
+// SentinelMasterName at masterPort with quorum 1: a Sentinel that can be
+// made to disagree with a Topology's (name a replica, say), as a stale or
+// misconfigured Sentinel does.
+func StartSentinel(tb TB, masterPort int) *Node {
+	tb.Helper()
+	server := RedisServerPath(tb)
+	if server == "" {
+		return nil
+	}
+	return newNode(tb, nodeSpec{
+		name: "sentinel",
+		bin:  []string{server},
+		args: func(port int, dir string) []string {
+			return []string{filepath.Join(dir, "sentinel.conf"), "--sentinel"}
+		},
+		setup: func(port int, dir string) error {
+			conf := sentinelConf(port, dir, masterPort, 1, "")
+			return os.WriteFile(filepath.Join(dir, "sentinel.conf"), []byte(conf), 0o644)
 		},
 	})
 }

@@ -1,0 +1,283 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/replproxy/replproxy/internal/redistest"
+	"github.com/replproxy/replproxy/router"
+)
+
+// The empty-master guard's acceptance tests (issue 10): the master runs
+// with persistence off (the harness's --save "" --appendonly no), 20,000
+// keys reach every replica through the replication stream, the master is
+// SIGKILLed and restarted empty on the same port.
+
+const guardKeys = 20000
+
+// loadKeys writes n keys with ordinary SETs on the master, so they reach
+// the replicas through the stream, and waits until every replica has them.
+func loadKeys(t *testing.T, topo *redistest.Topology, n int) {
+	t.Helper()
+	ctx := context.Background()
+	m := topo.Master.Client()
+	for start := 0; start < n; start += 1000 {
+		p := m.Pipeline()
+		for i := start; i < min(n, start+1000); i++ {
+			p.Set(ctx, "gk:"+strconv.Itoa(i), i, 0)
+		}
+		if _, err := p.Exec(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	topo.WaitSynced(t, 30*time.Second)
+	for _, r := range topo.Replicas {
+		if got := r.Client().DBSize(ctx).Val(); got != int64(n) {
+			t.Fatalf("%s holds %d keys before the kill, want %d", r, got, n)
+		}
+	}
+}
+
+// restartEmpty kills the master and starts it again, empty, after delay.
+func restartEmpty(topo *redistest.Topology, delay time.Duration) time.Time {
+	topo.Master.Kill()
+	if delay > 0 {
+		time.Sleep(delay)
+	}
+	topo.Master.Start()
+	return time.Now()
+}
+
+// dataServed waits until every key is readable through the proxy from a
+// replica (eventual mode) and a write succeeds; it returns when that was
+// first true, or fails at the deadline.
+func dataServed(t *testing.T, srv *Server, n int, within time.Duration) time.Time {
+	t.Helper()
+	ctx := context.Background()
+	c := client(t, srv.Addr(), &redis.Options{MaxRetries: -1})
+	if err := c.Do(ctx, "PROXY", "CONSISTENCY", "eventual").Err(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(within)
+	for {
+		err := allKeys(ctx, c, n)
+		if err == nil {
+			err = c.Set(ctx, "guard:write", "ok", 0).Err()
+		}
+		if err == nil {
+			return time.Now()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("data not served %v after the restart: %v; guard: %+v; topology: %s", within, err, srv.mon.Guard().Incident, describeSnap(srv.topo.Load()))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func allKeys(ctx context.Context, c *redis.Client, n int) error {
+	for start := 0; start < n; start += 1000 {
+		p := c.Pipeline()
+		cmds := make([]*redis.StringCmd, 0, 1000)
+		for i := start; i < min(n, start+1000); i++ {
+			cmds = append(cmds, p.Get(ctx, "gk:"+strconv.Itoa(i)))
+		}
+		if _, err := p.Exec(ctx); err != nil {
+			return err
+		}
+		for i, cmd := range cmds {
+			if v, err := cmd.Result(); err != nil || v != strconv.Itoa(start+i) {
+				return fmt.Errorf("gk:%d = %q, %v", start+i, v, err)
+			}
+		}
+	}
+	return nil
+}
+
+// keysEverywhere checks that every data node ends up with the keys: the
+// promoted replica, the other one, and the empty node, now a replica.
+func keysEverywhere(t *testing.T, topo *redistest.Topology, n int) {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(15 * time.Second)
+	for _, node := range append([]*redistest.Node{topo.Master}, topo.Replicas...) {
+		for {
+			got, err := node.Client().DBSize(ctx).Result()
+			if err == nil && got >= int64(n) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s holds %d keys (%v), want %d", node, got, err, n)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+func TestEmptyMasterGuard(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		delay      time.Duration
+		disklessMs string // repl-diskless-sync-delay of the restarted master, seconds
+	}{
+		{"restart at once, diskless delay 0", 0, "0"},
+		{"restart at once, diskless delay 5 (default)", 0, "5"},
+		{"restart after 1.5s, diskless delay 0", 1500 * time.Millisecond, "0"},
+		{"restart after 1.5s, diskless delay 5 (default)", 1500 * time.Millisecond, "5"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			for trial := 1; trial <= guardTrials(); trial++ {
+				topo := redistest.Start(t, redistest.Options{Replicas: 2, MasterArgs: []string{"--repl-diskless-sync-delay", tc.disklessMs}})
+				srv := startProxy(t, Config{Master: topo.Master.Addr()})
+				loadKeys(t, topo, guardKeys)
+				waitGuardArmed(t, srv)
+				restarted := restartEmpty(topo, tc.delay)
+				served := dataServed(t, srv, guardKeys, 10*time.Second)
+				keysEverywhere(t, topo, guardKeys)
+				inc := srv.mon.Guard().Incident
+				if inc == nil || inc.Promoted == "" {
+					t.Fatalf("trial %d: data kept but the guard reports no promotion: %+v", trial, inc)
+				}
+				t.Logf("trial %d: parked %v after the kill; promoted %s %v after the restart; data served %v after the restart",
+					trial, inc.Parked, inc.Promoted, inc.Resolved.Sub(restarted).Round(time.Millisecond), served.Sub(restarted).Round(time.Millisecond))
+			}
+		})
+	}
+}
+
+func guardTrials() int {
+	return 5
+}
+
+// waitGuardArmed waits until the proxy knows the master's persistence
+// (off) and both replicas as eligible: before that it could not tell what
+// to protect.
+func waitGuardArmed(t *testing.T, srv *Server) {
+	t.Helper()
+	waitSnapshot(t, srv, "master audited, 2 replicas eligible", func(s *router.Snapshot) bool {
+		n := 0
+		for _, r := range s.Replicas {
+			if r.Eligible {
+				n++
+			}
+		}
+		return n == 2 && s.Master.PersistRDB == 0 && s.Master.PersistAOF == 0
+	})
+}
+
+// --empty-master-guard off: the wipe happens, which shows the test above
+// can fail.
+func TestEmptyMasterGuardOffLosesData(t *testing.T) {
+	t.Parallel()
+	topo := redistest.Start(t, redistest.Options{Replicas: 2})
+	off := false
+	srv := startProxy(t, Config{Master: topo.Master.Addr(), EmptyMasterGuard: &off})
+	loadKeys(t, topo, guardKeys)
+	waitSnapshot(t, srv, "2 replicas eligible", func(s *router.Snapshot) bool { return len(s.Replicas) == 2 })
+	restartEmpty(topo, 0)
+	ctx := context.Background()
+	deadline := time.Now().Add(15 * time.Second)
+	for _, r := range topo.Replicas {
+		for {
+			n, err := r.Client().DBSize(ctx).Result()
+			if err == nil && n == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("with the guard off %s still holds %d keys: the hazard did not happen, the guard test proves nothing", r, n)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+// With 3 Sentinels too slow to notice (down-after-milliseconds 10000): the
+// data is kept, and Sentinel agrees on the new master.
+func TestEmptyMasterGuardWithSentinel(t *testing.T) {
+	t.Parallel()
+	topo := redistest.Start(t, redistest.Options{Replicas: 2, Sentinels: 3, SentinelDownAfterMs: 10000})
+	var sentinels []string
+	for _, s := range topo.Sentinels {
+		sentinels = append(sentinels, s.Addr())
+	}
+	srv := sentinelProxy(t, sentinels, Config{})
+	loadKeys(t, topo, guardKeys)
+	waitGuardArmed(t, srv)
+	restarted := restartEmpty(topo, 0)
+	served := dataServed(t, srv, guardKeys, 15*time.Second)
+	keysEverywhere(t, topo, guardKeys)
+	master := srv.topo.Load().Master.Addr
+	ctx := context.Background()
+	for _, s := range topo.Sentinels {
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			got, err := s.Client().Do(ctx, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", redistest.SentinelMasterName).StringSlice()
+			if err == nil && len(got) == 2 && net.JoinHostPort(got[0], got[1]) == master {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s names %v (%v), the proxy follows %s", s, got, err, master)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	t.Logf("with Sentinel: data served %v after the restart; master %s", served.Sub(restarted).Round(time.Millisecond), master)
+}
+
+// Two proxies in front of one deployment: both keep the data and converge
+// on the same master, which then stays put.
+func TestEmptyMasterGuardTwoProxies(t *testing.T) {
+	t.Parallel()
+	topo := redistest.Start(t, redistest.Options{Replicas: 2})
+	a := startProxy(t, Config{Master: topo.Master.Addr()})
+	b := startProxy(t, Config{Master: topo.Master.Addr()})
+	loadKeys(t, topo, guardKeys)
+	waitGuardArmed(t, a)
+	waitGuardArmed(t, b)
+	restartEmpty(topo, 0)
+	var wg sync.WaitGroup
+	for _, srv := range []*Server{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dataServed(t, srv, guardKeys, 10*time.Second)
+		}()
+	}
+	wg.Wait()
+	keysEverywhere(t, topo, guardKeys)
+	ma, mb := a.topo.Load(), b.topo.Load()
+	if ma.Master.Addr != mb.Master.Addr {
+		t.Fatalf("the proxies disagree: %s and %s", ma.Master.Addr, mb.Master.Addr)
+	}
+	time.Sleep(2 * time.Second) // no flapping afterwards
+	if a.topo.Load().MasterGen != ma.MasterGen || b.topo.Load().MasterGen != mb.MasterGen {
+		t.Fatalf("master generation moved after convergence: %d->%d, %d->%d", ma.MasterGen, a.topo.Load().MasterGen, mb.MasterGen, b.topo.Load().MasterGen)
+	}
+}
+
+// A master restarted with AOF on reloads its data: the guard does not act.
+func TestEmptyMasterGuardLeavesPersistentMaster(t *testing.T) {
+	t.Parallel()
+	topo := redistest.Start(t, redistest.Options{Replicas: 2, MasterArgs: []string{"--appendonly", "yes", "--appendfsync", "always"}})
+	srv := startProxy(t, Config{Master: topo.Master.Addr()})
+	loadKeys(t, topo, guardKeys)
+	waitSnapshot(t, srv, "master audited with AOF", func(s *router.Snapshot) bool { return s.Master.PersistAOF == 1 && len(s.Replicas) == 2 })
+	restartEmpty(topo, 0)
+	dataServed(t, srv, guardKeys, 15*time.Second)
+	g := srv.mon.Guard()
+	if g.Incident != nil || g.Actions["park"] != 0 || g.Actions["promote"] != 0 {
+		t.Fatalf("the guard acted on a master that persists: %+v", g)
+	}
+	if got := srv.topo.Load().Master.Addr; got != topo.Master.Addr() {
+		t.Fatalf("master moved to %s", got)
+	}
+	full := topo.Master.Info(t, "stats")["sync_full"]
+	partial := topo.Master.Info(t, "stats")["sync_partial_ok"]
+	t.Logf("AOF restart: replicas resynced with sync_full=%s sync_partial_ok=%s (Redis 7.0 keeps the replication ID only in an RDB)", full, partial)
+}

@@ -1,0 +1,85 @@
+// Package topology is replproxy's control plane: it owns every go-redis
+// client to the data nodes and to the Sentinels, and every decision about
+// roles. The event loops (package proxy) only read what it publishes.
+//
+// # What flows through it
+//
+// In: INFO replication, persistence and server from every node, every
+// PollInterval, one goroutine per node; with Sentinels, SENTINEL
+// get-master-addr-by-name / replicas / sentinels every PollInterval and
+// every Pub/Sub event of every Sentinel (sentinel.go); hints from the data
+// plane (Demote: a replica failed a read; Suspect: the master's connection
+// was lost or it answered -READONLY).
+//
+// Out: an immutable router.Snapshot per change, through Config.Publish: the
+// master (address, offset, history) and its generation MasterGen, the
+// replicas with their offsets, lag and eligibility, the last master
+// switch, and whether writes are held for a failover in progress. And the
+// Switched hook, called in order after each master switch (the proxy moves
+// its replication link and wakes its loops).
+//
+// # What it may do to nodes
+//
+// Nothing, yet: it reads. It never sends REPLICAOF, CONFIG SET or SENTINEL
+// FAILOVER; it follows. (The empty-master guard will be the first writer,
+// and will say here when and why.)
+//
+// # Who the master is
+//
+// Without Sentinels the master is the configured one, followed to another
+// node only when it says so itself: it answers INFO as a replica of a node
+// that answers as a master (an operator's REPLICAOF, Redis's FAILOVER).
+//
+// With Sentinels, Sentinel decides and the proxy follows, as Sentinel's
+// client guidelines ask: the first Sentinel that answers
+// get-master-addr-by-name with a node that itself answers role:master is
+// followed; a Sentinel that is down is skipped, and one that names a node
+// answering as a replica (stale, partitioned or misconfigured) is passed
+// over for the next. Pub/Sub speeds this up (+switch-master, and
+// +promoted-slave, which comes first: the leader answers with the promoted
+// replica as soon as it has been promoted), the poll is the backstop for a
+// lost message.
+//
+// # Why no write reaches a replaced master
+//
+// A switch is published as a snapshot with a new MasterGen before anything
+// else happens. A loop compares MasterGen with its own before it dispatches
+// any request; on a difference the request waits for the loop's switch task,
+// which closes every connection to the old master first. So a request
+// dispatched after the snapshot is visible never goes to the old master.
+// What was in flight there is answered by it, refused with -READONLY (not
+// executed: re-sent to the new master), or fails with its connection
+// ("may or may not have been executed": never re-sent). Test:
+// proxy.TestFailoverMasterKilled and TestFailoverManual (no number pushed
+// twice, no -READONLY seen by a client).
+//
+// # Why a manual failover loses no acknowledged write
+//
+// Sentinel promotes a replica with REPLICAOF NO ONE while the old master
+// still accepts writes, and demotes the old master only seconds later: a
+// write it acknowledges after the promotion is lost. Sentinel announces
+// the failover before promoting (+try-failover, +elected-leader,
+// +failover-state-select-slave, +selected-slave, then
+// +failover-state-send-slaveof-noone); from the first of them writes are
+// held (Snapshot.HoldWrites, at most HoldMax each) and the ones already sent
+// replicate while Sentinel moves through its states (one per 100 ms timer
+// tick at least). Held writes go to the new master once it is published.
+// Test: proxy.TestFailoverManual (0 acknowledged writes lost).
+//
+// A killed master is different: writes it acknowledged but had not yet
+// sent to the replica that gets promoted are lost, whatever the proxy
+// does, unless it kept them (the witness, a later step).
+//
+// # Offsets across a switch
+//
+// A promoted replica continues its old master's history (PSYNC2): its
+// master_replid2 is the old ID, valid up to second_repl_offset-1
+// (continuity). Then offsets up to that split mean the same writes on both
+// sides and the proxy's fences and floors stay valid; beyond it they do
+// not, and when the new master does not continue the history at all the
+// fences start over (Switch.Continues, SplitOffset).
+//
+// Ownership: Monitor's state is guarded by its mutex; the follower's lists
+// by its own. Publish and Switched are called with the monitor's lock held,
+// in order; they must not block or call back.
+package topology

@@ -1,0 +1,493 @@
+package topology
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/replproxy/replproxy/router"
+)
+
+// The empty-master guard (the seed hazard, REPLICATION.md): a master with
+// persistence off that restarts comes back empty on a new history, and its
+// replicas, reconnecting within a second, full-resync from it and drop
+// their data. The guard keeps the data:
+//
+//  1. Park. The instant the master is lost (the guard's own connection to it
+//     sees EOF, the data plane's connections do, or a poll fails), every
+//     replica of its history is pointed at the parking address, where
+//     nothing listens (REPLICAOF). A parked replica keeps its data, its
+//     replication ID and its offset; it serves reads.
+//  2. Judge, when the master answers again: on the same history (a network
+//     blip, a restart that reloaded its data) the replicas are pointed back
+//     at it and continue with +CONTINUE; on a new history with data (an AOF
+//     restart that did not keep its replication ID) likewise, they resync
+//     from data; on a new history with no keys while the replicas hold
+//     keys, the seed hazard: go on to 3.
+//  3. Promote the most advanced parked replica (highest offset, then lowest
+//     address: every proxy in front of the deployment picks the same one),
+//     point the others and the empty node at it. With Sentinel, through
+//     SENTINEL FAILOVER, so Sentinel's configuration agrees; without, the
+//     proxy sends the REPLICAOFs itself. Every step is idempotent.
+//
+// Why parking wins the race in every trial, not on average: a replica
+// retries its master from replicationCron, once a second, and the restarted
+// node cannot accept its connection before the process has started again
+// (tens of milliseconds at the very least); the guard's REPLICAOF reaches
+// every replica within a round trip of the EOF it saw at the moment the old
+// process died. A replica that did reconnect first is still safe if it is
+// parked before its transfer completes: REPLICAOF cancels the handshake and
+// the temporary RDB, and the old dataset is flushed only once a whole RDB
+// has arrived. Test: proxy.TestEmptyMasterGuard (every trial of every case
+// keeps all 20,000 keys) and its guard-off case (the wipe happens).
+//
+// While the guard acts (Snapshot.Guarding) nothing may run on the master:
+// writes are held, then refused with -TRYAGAIN; reads go to the parked
+// replicas, which are eligible on the old history.
+
+// incident is one guard episode, from the park to its outcome.
+type incident struct {
+	Started  time.Time
+	Cause    string
+	Master   string // the master whose history was in doubt
+	ReplID   string // its history
+	Offset   int64
+	Parked   []string
+	Actions  []string // in order, with their results
+	Outcome  string
+	Resolved time.Time
+	// Promoted is the replica made master (empty if none).
+	Promoted string
+
+	old     router.NodeState
+	parked  map[string]bool
+	phase   guardPhase
+	decided bool
+}
+
+type guardPhase uint8
+
+const (
+	phaseParked    guardPhase = iota // waiting for the master to answer again
+	phasePromoting                   // promotion under way
+	phaseDone
+)
+
+// GuardReport is what PROXY GUARD shows: the guard's state and its last
+// incident.
+type GuardReport struct {
+	Enabled  bool
+	Active   bool
+	Incident *Incident
+	Actions  map[string]int64
+}
+
+// Incident is an exported copy of an incident.
+type Incident struct {
+	Started, Resolved     time.Time
+	Cause, Master, ReplID string
+	Offset                int64
+	Parked, Actions       []string
+	Outcome, Promoted     string
+}
+
+// guardActions counts the guard's actions by kind, for metrics.
+type guardActions struct {
+	mu sync.Mutex
+	n  map[string]int64
+}
+
+func (g *guardActions) add(action string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.n == nil {
+		g.n = make(map[string]int64)
+	}
+	g.n[action]++
+}
+
+func (g *guardActions) snapshot() map[string]int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make(map[string]int64, len(g.n))
+	for k, v := range g.n {
+		out[k] = v
+	}
+	return out
+}
+
+// GuardActionKinds are the labels of replproxy_guard_actions_total.
+var GuardActionKinds = []string{"park", "unpark", "promote", "repoint", "sentinel_failover", "incident"}
+
+// Guard returns the guard's state and last incident.
+func (m *Monitor) Guard() GuardReport {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := GuardReport{Enabled: m.cfg.Guard, Actions: m.actions.snapshot()}
+	inc := m.inc
+	if inc == nil {
+		inc = m.lastInc
+	}
+	if inc != nil {
+		r.Active = inc.phase != phaseDone
+		c := Incident{
+			Started: inc.Started, Resolved: inc.Resolved, Cause: inc.Cause, Master: inc.Master,
+			ReplID: inc.ReplID, Offset: inc.Offset, Outcome: inc.Outcome, Promoted: inc.Promoted,
+			Parked: append([]string(nil), inc.Parked...), Actions: append([]string(nil), inc.Actions...),
+		}
+		r.Incident = &c
+	}
+	return r
+}
+
+// guarding reports whether the guard holds the master back now.
+func (m *Monitor) guardingLocked() bool { return m.inc != nil && m.inc.phase != phaseDone }
+
+// masterLost opens an incident and parks the replicas (see above).
+func (m *Monitor) masterLost(addr, why string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if addr == m.master.Addr {
+		m.masterLostLocked(why, &m.master)
+	}
+}
+
+// masterLostLocked opens an incident for the master as old describes it
+// (its state before it was lost).
+func (m *Monitor) masterLostLocked(why string, old *router.NodeState) {
+	addr := old.Addr
+	if !m.cfg.Guard || addr == "" || addr != m.master.Addr || m.inc != nil || old.ReplID == "" || old.Role != "master" {
+		return
+	}
+	if old.PersistAOF == 1 || old.PersistRDB == 1 {
+		// It reloads its data when it restarts: no seed hazard. (Unknown,
+		// -1, is treated as off: parking costs a pause in replication,
+		// not parking can cost the data.)
+		return
+	}
+	now := time.Now()
+	inc := &incident{
+		Started: now, Cause: why, Master: addr, ReplID: old.ReplID, Offset: old.Offset,
+		old: *old, parked: make(map[string]bool),
+	}
+	for a, st := range m.replicas {
+		// Replicas of this master's history only: one Sentinel already moved
+		// elsewhere is not ours to park.
+		if st.Role != "replica" || st.ReplID != inc.ReplID {
+			continue
+		}
+		if p := m.parents[a]; p != "" && !sameHostPort(p, addr) && !st.Parked {
+			continue
+		}
+		inc.parked[a] = true
+		inc.Parked = append(inc.Parked, a)
+	}
+	sort.Strings(inc.Parked)
+	m.inc = inc
+	m.actions.add("incident")
+	m.log.Warn("EMPTY-MASTER GUARD: master lost; parking its replicas so they keep their data until its history is known",
+		"master", addr, "why", why, "replicas", inc.Parked, "park_at", m.cfg.ParkAddr)
+	host, port, _ := net.SplitHostPort(m.cfg.ParkAddr)
+	for _, a := range inc.Parked {
+		m.actLocked(inc, a, "park", "REPLICAOF", host, port)
+	}
+	m.troubleLocked(now)
+	m.holdLocked(now, "the empty-master guard is acting")
+	m.publishLocked()
+}
+
+func (m *Monitor) parkedAt(addr string) bool {
+	st := m.replicas[addr]
+	return st != nil && st.Parked
+}
+
+// guardMasterLocked judges a master that answers again during an incident.
+func (m *Monitor) guardMasterLocked(st *router.NodeState) {
+	inc := m.inc
+	if inc == nil || inc.phase != phaseParked || st.Loading || st.Role != "master" {
+		return
+	}
+	cont, _ := continuity(inc.ReplID, st)
+	best, bestKeys := m.successorLocked(inc)
+	switch {
+	case cont:
+		m.closeIncidentLocked(inc, "the master came back on its history: replicas resumed from it")
+		m.unparkLocked(inc, st.Addr)
+	case st.Keys != 0 || bestKeys <= 0:
+		// A new history that holds data (an AOF restart that did not keep
+		// its replication ID), or replicas that hold nothing to protect:
+		// resyncing from it loses nothing.
+		m.closeIncidentLocked(inc, "the master came back on a new history with its data: replicas resync from it")
+		m.unparkLocked(inc, st.Addr)
+	case best == "":
+		m.log.Warn("EMPTY-MASTER GUARD: the master came back empty, and no parked replica answers yet; waiting", "master", st.Addr)
+	default:
+		inc.phase = phasePromoting
+		inc.Promoted = best
+		m.log.Warn("EMPTY-MASTER GUARD: the master restarted EMPTY on a new history; promoting the most advanced replica",
+			"master", st.Addr, "keys_on_master", st.Keys, "replica", best, "keys_on_replica", bestKeys,
+			"old_replid", inc.ReplID, "new_replid", st.ReplID)
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.promote(inc, best, st.Addr)
+		}()
+	}
+}
+
+// successorLocked is the replica to promote: reachable, parked, on the old
+// history, highest applied offset, then lowest address (deterministic, so
+// every proxy in front of the deployment chooses the same).
+func (m *Monitor) successorLocked(inc *incident) (string, int64) {
+	var cands []router.NodeState
+	for _, a := range inc.Parked {
+		if st := m.replicas[a]; st != nil && st.Reachable && st.ReplID == inc.ReplID {
+			cands = append(cands, *st)
+		}
+	}
+	return chooseSuccessor(cands)
+}
+
+// chooseSuccessor picks the most advanced node: highest offset, then
+// lowest address. It returns "" when there is none.
+func chooseSuccessor(cands []router.NodeState) (string, int64) {
+	best := -1
+	for i := range cands {
+		c := &cands[i]
+		if best < 0 || c.Offset > cands[best].Offset || (c.Offset == cands[best].Offset && c.Addr < cands[best].Addr) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return "", 0
+	}
+	return cands[best].Addr, cands[best].Keys
+}
+
+// promote makes best the master (see above). It runs on its own goroutine.
+func (m *Monitor) promote(inc *incident, best, empty string) {
+	ctx, cancel := context.WithTimeout(m.ctx, 10*m.cfg.Timeout)
+	defer cancel()
+	if m.sentinel != nil {
+		// Sentinel's own failover: it picks by priority, then offset, and
+		// its configuration then names the new master, so it never turns
+		// it back into a replica of the empty node. The follower switches.
+		for _, s := range m.sentinel.sentinels() {
+			err := m.sentinel.client(s).Failover(ctx, m.cfg.SentinelMaster).Err()
+			m.recordAction(inc, "sentinel_failover", s, err)
+			if err == nil || strings.HasPrefix(err.Error(), "INPROG") {
+				m.sentinel.kickNow()
+				return
+			}
+		}
+		m.log.Error("EMPTY-MASTER GUARD: no Sentinel accepted SENTINEL FAILOVER; promoting without it")
+	}
+	if err := m.act(ctx, best, "REPLICAOF", "NO", "ONE"); err != nil {
+		m.recordAction(inc, "promote", best, err)
+		m.mu.Lock()
+		inc.phase = phaseParked // judged again at the next poll
+		m.mu.Unlock()
+		return
+	}
+	m.recordAction(inc, "promote", best, nil)
+	info, err := nodeInfo(ctx, best, m.nodeOptions(), m.cfg.Timeout)
+	if err != nil || roleName(info["role"]) != "master" {
+		m.log.Error("EMPTY-MASTER GUARD: the promoted replica does not answer as a master", "replica", best, "err", err)
+		m.mu.Lock()
+		inc.phase = phaseParked
+		m.mu.Unlock()
+		return
+	}
+	m.SwitchMaster(best, "empty-master guard: "+empty+" restarted empty; "+best+" holds the data", info)
+}
+
+// closeIncidentLocked ends inc with outcome.
+func (m *Monitor) closeIncidentLocked(inc *incident, outcome string) {
+	if inc.phase == phaseDone {
+		return
+	}
+	inc.phase = phaseDone
+	inc.Outcome = outcome
+	inc.Resolved = time.Now()
+	m.lastInc, m.inc = inc, nil
+	m.holdUntil = time.Time{}
+	m.log.Warn("EMPTY-MASTER GUARD: incident over", "outcome", outcome, "took", inc.Resolved.Sub(inc.Started))
+	m.publishLocked()
+}
+
+// unparkLocked points every replica still parked at master.
+func (m *Monitor) unparkLocked(inc *incident, master string) {
+	host, port, _ := net.SplitHostPort(master)
+	for _, a := range inc.Parked {
+		if a == master {
+			continue
+		}
+		kind := "unpark"
+		if inc.Promoted != "" {
+			kind = "repoint"
+		}
+		m.actLocked(inc, a, kind, "REPLICAOF", host, port)
+	}
+	if inc.Promoted != "" && inc.Master != master {
+		// The empty node becomes a replica of the data.
+		m.actLocked(inc, inc.Master, "repoint", "REPLICAOF", host, port)
+	}
+}
+
+// guardSwitchedLocked: the master changed during an incident (Sentinel's
+// failover, or the guard's own promotion): the replicas still parked
+// follow the new master, and the empty node too.
+func (m *Monitor) guardSwitchedLocked(to string) {
+	inc := m.inc
+	if inc == nil {
+		return
+	}
+	if inc.Promoted == "" {
+		inc.Promoted = to
+	}
+	m.closeIncidentLocked(inc, "a new master holds the data: "+to)
+	if m.sentinel != nil {
+		// Sentinel reconfigures its replicas and the old master itself;
+		// only replicas still parked are pointed at the new master here.
+		host, port, _ := net.SplitHostPort(to)
+		for _, a := range inc.Parked {
+			if a != to && m.parkedAt(a) {
+				m.actLocked(inc, a, "repoint", "REPLICAOF", host, port)
+			}
+		}
+		return
+	}
+	m.unparkLocked(inc, to)
+}
+
+// actLocked sends one command to a node on its own goroutine and records
+// the result in the incident.
+func (m *Monitor) actLocked(inc *incident, addr, kind string, args ...string) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		ctx, cancel := context.WithTimeout(m.ctx, m.cfg.Timeout)
+		defer cancel()
+		err := m.act(ctx, addr, args...)
+		m.recordAction(inc, kind, addr+" "+strings.Join(args, " "), err)
+		m.mu.Lock()
+		m.kickLocked(addr)
+		m.mu.Unlock()
+	}()
+}
+
+func (m *Monitor) recordAction(inc *incident, kind, what string, err error) {
+	m.actions.add(kind)
+	line := time.Now().Format("15:04:05.000") + " " + kind + " " + what + ": "
+	if err != nil {
+		line += "failed: " + err.Error()
+		m.log.Error("EMPTY-MASTER GUARD: action failed", "action", kind, "what", what, "err", err)
+	} else {
+		line += "ok"
+		m.log.Info("EMPTY-MASTER GUARD: action", "action", kind, "what", what)
+	}
+	m.mu.Lock()
+	if len(inc.Actions) < 64 {
+		inc.Actions = append(inc.Actions, line)
+	}
+	m.mu.Unlock()
+}
+
+// act runs one command on a data node, on a connection kept for the guard
+// (so it is not queued behind a poll).
+func (m *Monitor) act(ctx context.Context, addr string, args ...string) error {
+	m.actMu.Lock()
+	c := m.actors[addr]
+	if c == nil {
+		o := m.nodeOptions()
+		o.Addr = addr
+		o.PoolSize = 2
+		c = redis.NewClient(o)
+		m.actors[addr] = c
+	}
+	m.actMu.Unlock()
+	a := make([]any, len(args))
+	for i, s := range args {
+		a[i] = s
+	}
+	err := c.Do(ctx, a...).Err()
+	if err != nil && !isRedisError(err) {
+		// A connection problem: the next action dials afresh (see poll).
+		m.actMu.Lock()
+		if m.actors[addr] == c {
+			delete(m.actors, addr)
+		}
+		m.actMu.Unlock()
+		c.Close()
+	}
+	return err
+}
+
+func (m *Monitor) nodeOptions() *redis.Options {
+	return &redis.Options{
+		Username:        m.cfg.User,
+		Password:        m.cfg.Password,
+		TLSConfig:       m.cfg.TLS,
+		Protocol:        2,
+		DialTimeout:     m.cfg.Timeout,
+		ReadTimeout:     m.cfg.Timeout,
+		WriteTimeout:    m.cfg.Timeout,
+		PoolSize:        1,
+		MaxRetries:      -1,
+		DisableIdentity: true,
+	}
+}
+
+// watchMaster keeps a connection to the master that does nothing but wait
+// (SUBSCRIBE to a channel nobody publishes on), so the guard learns of the
+// master's death from the EOF, at once, rather than at the next poll.
+func (m *Monitor) watchMaster(ctx context.Context) {
+	defer m.wg.Done()
+	for ctx.Err() == nil {
+		addr := m.Master()
+		if addr == "" {
+			sleepCtx(ctx, m.cfg.PollInterval)
+			continue
+		}
+		o := m.nodeOptions()
+		o.Addr = addr
+		rc := redis.NewClient(o)
+		ps := rc.Subscribe(ctx, "__replproxy__:guard")
+		// go-redis does not abandon a blocked read when ctx ends: closing does.
+		stop := context.AfterFunc(ctx, func() { ps.Close() })
+		_, err := ps.Receive(ctx) // the subscription's confirmation
+		if err == nil {
+			_, err = ps.ReceiveMessage(ctx) // blocks until the connection dies
+		}
+		stop()
+		ps.Close()
+		rc.Close()
+		if ctx.Err() != nil {
+			return
+		}
+		if m.Master() == addr {
+			m.masterLost(addr, "the connection to the master closed: "+err.Error())
+		}
+		sleepCtx(ctx, 50*time.Millisecond)
+	}
+}
+
+// isRedisError: the node answered with an error reply (the connection works).
+func isRedisError(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
