@@ -50,24 +50,19 @@ const (
 // with the stack's redis.conf and sentinel.conf, replproxy with the
 // stack's own command line (--sentinel x3, --sentinel-master, no --master)
 // and config file, and Prometheus with the stack's prometheus.yml and rules.
-// It then proves the dashboard and the alert rules against that live data
-// and fires the lag alert by pausing a replica.
-//
-// It needs Sentinel following (issue 9): until then replproxy refuses to
-// start without --master, and this test fails saying so.
-// TestComposeStackStaticTopology runs everything else of it now.
+// It then proves the dashboard and the alert rules against that live data:
+// it fires the lag alert by pausing a replica, and the master-switch alert
+// with a Sentinel failover.
 func TestComposeStackLive(t *testing.T) {
-	runStack(t, []string{composeFile},
-		"\nTestComposeStackLive needs Sentinel following (--sentinel without --master, issue 9).")
+	runStack(t, []string{composeFile}, true)
 }
 
 // TestComposeStackStaticTopology is TestComposeStackLive with the
 // docker-compose.static.yml override: the proxy is given the master and
 // replicas (--master, --replica) instead of the Sentinels, with the same
-// config file. It proves Prometheus, the dashboard, the rules and the lag
-// alert before Sentinel following lands.
+// config file. It cannot follow a failover, so it makes none.
 func TestComposeStackStaticTopology(t *testing.T) {
-	runStack(t, []string{composeFile, "docker-compose.static.yml"}, "")
+	runStack(t, []string{composeFile, "docker-compose.static.yml"}, false)
 }
 
 // confDirectives reads a redis.conf-style file: one directive per line,
@@ -224,9 +219,9 @@ func rewriteArgs(t testing.TB, p *types.Project, s types.ServiceConfig, args []s
 	return out
 }
 
-// runStack runs the stack the Compose files describe; hint is added to the
-// message if the proxy does not get ready.
-func runStack(t *testing.T, files []string, hint string) {
+// runStack runs the stack the Compose files describe; with failover, it
+// also has Sentinel fail the master over once the lag alert has fired.
+func runStack(t *testing.T, files []string, failover bool) {
 	p := loadComposeFiles(t, files...)
 	bin := buildImageBinary(t)
 	needProgram(t, "redis-cli", "redis-tools")
@@ -243,7 +238,7 @@ func runStack(t *testing.T, files []string, hint string) {
 	proxyAddr, metricsAddr := loopback(freePort(t)), loopback(freePort(t))
 	args = append(args, "--listen", proxyAddr, "--metrics-listen", metricsAddr)
 	proxy := startProc(t, "replproxy", append([]string{bin}, args...), t.TempDir())
-	waitHTTP(t, proxy, "http://"+metricsAddr+"/readyz", proxyReadyTimeout, hint)
+	waitHTTP(t, proxy, "http://"+metricsAddr+"/readyz", proxyReadyTimeout)
 
 	// Prometheus, with the Compose file's command and a copy of its config
 	// whose scrape target is the proxy's loopback metrics port.
@@ -266,7 +261,7 @@ func runStack(t *testing.T, files []string, hint string) {
 	}
 	promArgs = append(promArgs, "--web.listen-address="+promAddr)
 	prom := startProc(t, "prometheus", promArgs, promDir)
-	waitHTTP(t, prom, "http://"+promAddr+"/-/ready", promReadyTimeout, "")
+	waitHTTP(t, prom, "http://"+promAddr+"/-/ready", promReadyTimeout)
 	pc := promClient{base: "http://" + promAddr, hc: &http.Client{Timeout: httpTimeout}}
 
 	// A bounded workload through the proxy, and the example app once.
@@ -341,28 +336,51 @@ func runStack(t *testing.T, files []string, hint string) {
 		t.Errorf("ReplproxyReplicaLagHigh summary %q does not name the replica", s)
 	}
 
-	// Now every panel has data (a replica lagging and ineligible included),
-	// except those naming metrics replproxy does not expose yet; every
-	// metric a rule, an annotation or a variable names has series.
-	series := evalAll()
+	// A panel must have data at one of the two moments at least: a replica
+	// lagging and ineligible (now), or just after a master switch.
+	series := []map[string]int{evalAll()}
+
+	if failover {
+		// Sentinel fails the master over (the paused replica back first, so
+		// that the other one is promoted cleanly); the proxy follows and
+		// the switch alert fires.
+		paused.Resume()
+		failoverAt := time.Now()
+		sentinelFailover(t, topo.Sentinels[0])
+		waitAlert(t, pc, "ReplproxyMasterSwitched", map[string]string{"cause": "sentinel"}, alertTimeout, prom, proxy)
+		t.Logf("ReplproxyMasterSwitched firing %v after SENTINEL FAILOVER", time.Since(failoverAt).Round(time.Second))
+		waitQuery(t, pc, `sum(replproxy_master_switch_seconds_count) > 0`, alertTimeout, prom, proxy)
+		series = append(series, evalAll())
+	}
+	allowedEmpty := func(name string) (string, bool) {
+		switch {
+		case isNotYetBuilt(name):
+			return "not yet built", true
+		case !failover && isUntilFirstSwitch(name):
+			return "no master switch in this run", true
+		}
+		return "", false
+	}
 	for _, e := range d.exprs() {
-		if e.kind != "panel" || series[e.where] > 0 {
+		if e.kind != "panel" || slices.ContainsFunc(series, func(m map[string]int) bool { return m[e.where] > 0 }) {
 			continue
 		}
-		if slices.ContainsFunc(metricNames(e.expr), isNotYetBuilt) {
-			t.Logf("no data yet (not yet built): dashboard %s", e.where)
+		if slices.ContainsFunc(metricNames(e.expr), func(n string) bool { _, ok := allowedEmpty(n); return ok }) {
+			t.Logf("no data, as allowed: dashboard %s", e.where)
 			continue
 		}
 		t.Errorf("dashboard %s: no series for %q", e.where, e.expr)
 	}
+	// Every metric a rule, an annotation or a variable names has series.
 	checkNamesHaveSeries := func(where, expr string) {
 		for _, n := range metricNames(expr) {
 			c, err := pc.count(fmt.Sprintf(`{__name__=%q}`, n))
+			why, allowed := allowedEmpty(n)
 			switch {
 			case err != nil:
 				t.Errorf("%s: %s: %v", where, n, err)
-			case c == 0 && isNotYetBuilt(n):
-				t.Logf("no data yet (not yet built): %s names %s", where, n)
+			case c == 0 && allowed:
+				t.Logf("no data (%s): %s names %s", why, where, n)
 			case c == 0:
 				t.Errorf("%s names %s, which has no series in Prometheus", where, n)
 			}
@@ -395,13 +413,31 @@ func runStack(t *testing.T, files []string, hint string) {
 	}
 }
 
+// sentinelFailover asks a Sentinel for a failover, retrying while it has no
+// replica it would promote yet (one that was just paused is not good until
+// its link has been seen again).
+func sentinelFailover(t *testing.T, s *redistest.Node) {
+	t.Helper()
+	deadline := time.Now().Add(alertTimeout)
+	for {
+		err := s.Client().Do(context.Background(), "SENTINEL", "FAILOVER", redistest.SentinelMasterName).Err()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("SENTINEL FAILOVER: %v", err)
+		}
+		time.Sleep(pollEvery)
+	}
+}
+
 func portOf(addr string) string {
 	_, port, _ := net.SplitHostPort(addr)
 	return port
 }
 
 // waitHTTP polls url until it answers 200, failing at once if p exits.
-func waitHTTP(t *testing.T, p *proc, url string, timeout time.Duration, hint string) {
+func waitHTTP(t *testing.T, p *proc, url string, timeout time.Duration) {
 	t.Helper()
 	hc := &http.Client{Timeout: httpTimeout}
 	deadline := time.Now().Add(timeout)
@@ -419,10 +455,10 @@ func waitHTTP(t *testing.T, p *proc, url string, timeout time.Duration, hint str
 			last = err.Error()
 		}
 		if !p.running() {
-			t.Fatalf("%s exited (%s) before %s answered 200 (last: %s)%s\n%s", p.name, p.exitStatus(), url, last, hint, p.logTail())
+			t.Fatalf("%s exited (%s) before %s answered 200 (last: %s)\n%s", p.name, p.exitStatus(), url, last, p.logTail())
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s did not answer 200 within %v (last: %s)%s\n%s", url, timeout, last, hint, p.logTail())
+			t.Fatalf("%s did not answer 200 within %v (last: %s)\n%s", url, timeout, last, p.logTail())
 		}
 		time.Sleep(pollEvery)
 	}
