@@ -131,6 +131,19 @@ var (
 	famGuardActions = def("guard_actions_total", kindCounter,
 		"Actions of the empty-master guard, by kind (incident, park, unpark, promote, repoint, sentinel_failover).",
 		"action")
+	famWitnessWaited = def("witness_waits_total", kindCounter,
+		"Write replies held until the proxy's replication link had received the write (the witness).")
+	famWitnessTimeouts = def("witness_timeouts_total", kindCounter,
+		"Write replies released after --witness-timeout although the link had not received the write: those writes are on the master alone.")
+	famWitnessOff = def("witness_unwitnessed_total", kindCounter,
+		"Write replies released without the witness because the replication link was down.")
+	famWitnessBacklogShort = def("witness_backlog_short", kindGauge,
+		"1 if a replica lags the master by more bytes than the link's backlog holds: a failover to it could not be repaired; raise --replication-backlog.")
+	famReplays = def("failover_replays_total", kindCounter,
+		"Replays of the stream suffix a promoted master lacked, by outcome (replayed, already_done: another proxy did it, failed).",
+		"outcome")
+	famFailoverLostBytes = def("failover_lost_bytes", kindCounter,
+		"Replication stream bytes of a replaced master that a failover could not replay onto the new one (backlog too short, link on another history, replay failed).")
 	famStreamReceivedBytes = def("stream_received_bytes_total", kindCounter,
 		"Replication stream bytes received by the proxy's own link, RDB payloads included.")
 )
@@ -278,6 +291,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			e.emit(famNodePersistence, float64(n.PersistAOF), n.Addr, "aof")
 		}
 	}
+	e.emit(famWitnessWaited, float64(s.WitnessWaited))
+	e.emit(famWitnessTimeouts, float64(s.WitnessTimeouts))
+	e.emit(famWitnessOff, float64(s.WitnessOff))
+	e.emit(famWitnessBacklogShort, b2f(s.WitnessBacklogShort))
+	e.reasons(famReplays, s.Replays)
+	e.emit(famFailoverLostBytes, float64(s.FailoverLostBytes))
 	e.emit(famGuardActive, b2f(s.GuardActive))
 	e.reasons(famGuardActions, s.GuardActions)
 	e.emit(famWritesHeld, float64(s.WritesHeld))

@@ -78,6 +78,17 @@ type Stats struct {
 	// sentinel_failover, incident).
 	GuardActive  bool
 	GuardActions []ReasonCount
+
+	// Witness: write replies that waited for the replication link
+	// (WitnessWaited), were released past --witness-timeout without it
+	// (WitnessTimeouts) or unwitnessed with the link down (WitnessOff);
+	// WitnessBacklogShort: a replica lags by more than the link's backlog.
+	WitnessWaited, WitnessTimeouts, WitnessOff int64
+	WitnessBacklogShort                        bool
+	// Replays counts failover replays by outcome (replayed, already_done,
+	// failed); FailoverLostBytes the stream bytes that could not be.
+	Replays           []ReasonCount
+	FailoverLostBytes int64
 }
 
 // MasterInfo names the master followed now.

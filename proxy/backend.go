@@ -89,6 +89,10 @@ type backend struct {
 	timedOut bool
 	// closedByUs: the proxy closed it (close), the server did not.
 	closedByUs bool
+
+	// redisID is the server's CLIENT ID of this connection, asked for
+	// before a blocking call on it so CLIENT UNBLOCK can name it; 0 unknown.
+	redisID int64
 }
 
 // heldReply is a fenced reply waiting for its fence.
@@ -275,7 +279,7 @@ func (b *backend) forward(s *session, raw []byte, expectReply bool) {
 		p.fenced = false
 	}
 	if expectReply {
-		p.seq = s.replies.reserve()
+		p.seq = s.reserve()
 		p.sent = b.l.nowNs
 	}
 	if p.floorLater && b.owner == nil && b.l.replicaEligible() {
@@ -423,6 +427,11 @@ func (b *backend) onReply(frame []byte) {
 		b.reqLog, b.reqBase = b.reqLog[:0], b.reqHead
 	}
 	switch p.kind {
+	case pendClientID:
+		b.redisID, _ = resp.ParseInt(frame[1 : len(frame)-2])
+		return
+	case pendQuiet:
+		return
 	case pendSwallow:
 		if frame[0] == '-' {
 			b.l.srv.log.Warn("proxy-issued command failed", "node", b.pool.addr, "reply", string(frame))
@@ -466,6 +475,12 @@ func (b *backend) onReply(frame []byte) {
 		}
 	}
 	if b.pool.replica && frame[0] == '-' && bytes.HasPrefix(frame, []byte("-NOSCRIPT")) && b.reloadScript(p, req) {
+		return
+	}
+	if b.pool.replica && frame[0] == '-' && bytes.HasPrefix(frame, []byte("-READONLY ")) && p.sess.redoOnMaster(b, p, req) {
+		// A read a replica refused as a write (FCALL_RO of a function
+		// with writes, EVAL_RO of one declaring them): the master gives
+		// the answer a single Redis would (issue 13).
 		return
 	}
 	if b.pool.replica && frame[0] == '-' && retryableError(frame) {

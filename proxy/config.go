@@ -150,6 +150,13 @@ type Config struct {
 	// 0 means 2s: below the 3s read timeout most client libraries use.
 	FailoverHold time.Duration
 
+	// Witness makes the proxy's replication link a witness of every write
+	// (witness.go): a write's reply waits, up to WitnessTimeout, until the
+	// link holds its bytes, and a failover replays what the new master
+	// lacks (replay.go). Nil means on; 0 timeout means 100ms.
+	Witness        *bool
+	WitnessTimeout time.Duration
+
 	// EmptyMasterGuard turns on the empty-master guard (package topology,
 	// guard.go): nil means on. GuardParkAddr is where it parks replicas
 	// (host:port where nothing listens); "" means 127.0.0.1:1.

@@ -21,6 +21,10 @@ func (s *session) dispatch(cmd resp.Command, raw []byte) bool {
 		return s.waitForSwitch()
 	}
 	info := s.srv.table.Load().Classify(cmd.Args, s.srv.scripts)
+	s.lastCmd = info.Name
+	if s.srv.monitors.Load() != nil {
+		s.feedMonitors(cmd.Args, info)
+	}
 	s.next = pending{}
 	s.routed = targetProxy
 	if !s.route(cmd, raw, info) {
@@ -40,6 +44,13 @@ func (s *session) route(cmd resp.Command, raw []byte, info router.Info) bool {
 	}
 	if s.subscribed {
 		return s.dispatchSubscribed(cmd, raw, info)
+	}
+	if s.inMulti && s.pinned != nil {
+		if handled, consumed := s.queueInMulti(cmd, raw, info); handled {
+			return consumed
+		}
+	} else if info.Class == router.ClassLocal && s.execPending() {
+		return false // see execPending
 	}
 
 	switch info.Class {
@@ -75,12 +86,6 @@ func (s *session) route(cmd resp.Command, raw []byte, info router.Info) bool {
 	case router.ClassSubscribe:
 		return s.subscribe(cmd, raw)
 	case router.ClassPinned:
-		if info.Name == "client|reply" {
-			// OFF and SKIP drop replies, and the proxy matches replies to
-			// requests by count: it cannot be allowed, whatever the config.
-			s.localError(router.DeniedMessage(info.Name))
-			return true
-		}
 		// Connection state on the server: it needs a connection of its own,
 		// kept until RESET or disconnect.
 		if !s.send(cmd, raw, true, true) {
@@ -95,6 +100,9 @@ func (s *session) route(cmd resp.Command, raw []byte, info router.Info) bool {
 			return consumed
 		}
 		s.next.fenced, s.next.write = true, true
+		if ok, consumed := s.pinForBlocking(); !ok {
+			return consumed
+		}
 		if !s.send(cmd, raw, true, true) {
 			return false
 		}
@@ -124,12 +132,16 @@ func (s *session) route(cmd resp.Command, raw []byte, info router.Info) bool {
 	}
 	if (info.Local == router.LocalExec || info.Local == router.LocalDiscard) && s.pinned != nil {
 		s.inMulti = false // EXEC itself runs outside the transaction: fence it
+		s.endMulti(info.Local == router.LocalExec)
 	}
 	if !s.send(cmd, raw, pin, true) {
 		return false
 	}
 	switch info.Local {
 	case router.LocalMulti:
+		if !s.inMulti {
+			s.multiLocals, s.multiQueued = s.multiLocals[:0], 0
+		}
 		s.inMulti = true
 	case router.LocalWatch:
 		s.watching = true
@@ -229,6 +241,9 @@ func (s *session) sendTo(b *backend, cmd resp.Command, raw []byte, expectReply b
 	b.forward(s, raw, expectReply)
 	if expectReply {
 		s.targetOutstanding++
+		if s.inMulti {
+			s.multiQueued++
+		}
 	}
 	return true
 }
@@ -338,6 +353,12 @@ func (s *session) local(id router.Local, cmd resp.Command, raw []byte) bool {
 		s.localOK()
 	case router.LocalWait:
 		return s.wait(args)
+	case router.LocalClient:
+		return s.clientCommand(args)
+	case router.LocalScriptKill:
+		return s.scriptKill(cmd, raw)
+	case router.LocalMonitor:
+		return s.monitorCommand(args)
 	case router.LocalProxy:
 		return s.proxyCommand(args)
 	case router.LocalReset:
@@ -396,6 +417,9 @@ func (s *session) auth(args [][]byte) {
 		return
 	}
 	s.authenticated()
+	if len(args) == 3 {
+		s.user = string(args[1])
+	}
 	s.localOK()
 }
 
@@ -450,6 +474,7 @@ func (s *session) hello(args [][]byte) bool {
 	}
 	if pass != nil {
 		s.authenticated()
+		s.user = string(user)
 	}
 	if setName {
 		s.setName(name)

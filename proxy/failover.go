@@ -54,6 +54,7 @@ func (s *Server) switched(sw router.Switch, gen uint64) {
 	if s.link != nil {
 		s.link.SetMaster(sw.To)
 	}
+	s.startReplay()
 	if sw.From != "" {
 		s.switches.record(sw)
 		s.lastSwitch.Store(&sw)
@@ -132,6 +133,9 @@ func causeKind(cause string) string {
 // masterCurrent reports whether the loop's master connections belong to
 // the published master generation.
 func (l *loop) masterCurrent() bool {
+	if l.srv.replaying.Load() {
+		return false
+	}
 	snap := l.srv.topo.Load()
 	return snap == nil || snap.MasterGen == l.masterGen
 }
@@ -141,7 +145,8 @@ func (l *loop) masterCurrent() bool {
 func (s *session) waitForSwitch() bool {
 	s.stalled = true
 	s.l.switchWaiters = append(s.l.switchWaiters, s)
-	if !s.l.switchQueued {
+	if !s.l.switchQueued && !s.srv.replaying.Load() {
+		// (During a replay the loops are woken when it ends.)
 		s.l.switchQueued = s.l.el.Execute(context.Background(), s.l.switchTask) == nil
 	}
 	return false
@@ -154,7 +159,11 @@ func (l *loop) switchMaster() {
 	l.switchQueued = false
 	snap := l.srv.topo.Load()
 	if snap == nil || snap.MasterGen == l.masterGen {
-		l.resumeSwitchWaiters()
+		if !l.srv.replaying.Load() {
+			l.resendRedirects() // kept while a replay ran
+			l.resumeSwitchWaiters()
+			l.flush()
+		}
 		return
 	}
 	old := l.master
@@ -192,8 +201,10 @@ func (l *loop) switchMaster() {
 			p.knownOffset = -1
 		}
 	}
-	l.resendRedirects()
-	l.resumeSwitchWaiters()
+	if !l.srv.replaying.Load() {
+		l.resendRedirects()
+		l.resumeSwitchWaiters()
+	}
 	l.checkParked()
 	l.flush()
 }
@@ -231,6 +242,7 @@ func (l *loop) resumeSwitchWaiters() {
 
 // redirected is a write the old master refused with -READONLY.
 type redirected struct {
+	gen      uint64 // the master generation that refused it
 	p        pending
 	proto    int
 	req      []byte
@@ -257,7 +269,7 @@ func (b *backend) redirect(p pending, req, frame []byte) bool {
 	s.retryOutstanding++
 	hold := l.srv.cfg.FailoverHold
 	l.redirects = append(l.redirects, redirected{
-		p: p, proto: b.proto,
+		gen: l.masterGen, p: p, proto: b.proto,
 		req:      append([]byte(nil), req...),
 		frame:    append([]byte(nil), frame...),
 		deadline: l.now.Add(hold),
@@ -271,12 +283,18 @@ func (b *backend) redirect(p pending, req, frame []byte) bool {
 	return true
 }
 
-// resendRedirects sends the kept writes, in order, to the current master.
+// resendRedirects sends the kept writes, in order, to the current master
+// when it is not the one that refused them.
 func (l *loop) resendRedirects() {
+	kept := l.redirects[:0]
 	for i := range l.redirects {
 		r := &l.redirects[i]
 		s := r.p.sess
 		if s.closed {
+			continue
+		}
+		if r.gen >= l.masterGen {
+			kept = append(kept, *r)
 			continue
 		}
 		b, why := l.sharedBackend(l.master, r.proto)
@@ -287,9 +305,11 @@ func (l *loop) resendRedirects() {
 			continue
 		}
 		b.send(r.p, r.req, true)
+	}
+	for i := len(kept); i < len(l.redirects); i++ {
 		l.redirects[i] = redirected{}
 	}
-	l.redirects = l.redirects[:0]
+	l.redirects = kept
 }
 
 // expireRedirects delivers the -READONLY of kept writes past their

@@ -69,14 +69,18 @@ func (b *backend) releaseHeld(off int64, ok bool) {
 					s.writeFence = off
 				}
 				s.fenceUnproven = false
+				if !s.closed && !b.l.witnessed(off, reply) {
+					// The link has not received the write's bytes yet:
+					// the reply waits for it (witness.go).
+					s.account(b, &h.p)
+					b.l.awaitWitness(s, b, h.p.seq, h.p.exec, off, reply)
+					h.p = pending{}
+					continue
+				}
 				if b.l.srv.cfg.SyncReplicas > 0 && !s.closed && reply[0] != '-' {
 					// Synchronous writes: the reply waits for the replicas.
 					s.account(b, &h.p)
-					if b.l.holdForReplicas(s, h.p.seq, off, reply) {
-						h.p = pending{}
-						continue
-					}
-					s.deliver(b, h.p.seq, reply)
+					b.l.finishWrite(s, b, h.p.seq, h.p.exec, off, reply)
 					h.p = pending{}
 					continue
 				}

@@ -119,6 +119,7 @@ func (l *loop) checkGateWaiters(now time.Time) {
 // (--sync-replicas).
 type syncWait struct {
 	s        *session
+	exec     bool
 	seq      uint64
 	fence    int64
 	deadline time.Time
@@ -127,12 +128,12 @@ type syncWait struct {
 
 // holdForReplicas parks a write's reply until SyncReplicas replicas have
 // applied fence. It returns false when they already have.
-func (l *loop) holdForReplicas(s *session, seq uint64, fence int64, reply []byte) bool {
+func (l *loop) holdForReplicas(s *session, seq uint64, exec bool, fence int64, reply []byte) bool {
 	if l.ackedReplicas(fence) >= l.srv.cfg.SyncReplicas {
 		return false
 	}
 	l.syncWaits = append(l.syncWaits, syncWait{
-		s: s, seq: seq, fence: fence,
+		s: s, seq: seq, fence: fence, exec: exec,
 		deadline: time.Now().Add(l.srv.cfg.SyncTimeout),
 		reply:    append([]byte(nil), reply...),
 	})
@@ -154,11 +155,14 @@ func (l *loop) checkSyncWaits(now time.Time) {
 		}
 		switch {
 		case l.ackedReplicas(w.fence) >= l.srv.cfg.SyncReplicas:
-			w.s.deliver(nil, w.seq, w.reply)
+			w.s.release(nil, w.seq, w.exec, w.reply)
 		case !now.Before(w.deadline):
 			if l.srv.cfg.SyncTimeoutAction == "pass" {
-				w.s.deliver(nil, w.seq, w.reply)
+				w.s.release(nil, w.seq, w.exec, w.reply)
 			} else {
+				if w.exec && len(w.s.execQueue) > 0 {
+					w.s.execQueue = w.s.execQueue[1:] // this EXEC's slots: the error replaces its array
+				}
 				var buf [160]byte
 				w.s.deliver(nil, w.seq, resp.AppendError(buf[:0], errSyncTimeout))
 			}

@@ -411,7 +411,7 @@ func TestLocalCommands(t *testing.T) {
 		t.Fatal("connection still open after QUIT")
 	}
 	r2 := dialRaw(t, srv.Addr())
-	for _, cmd := range []string{"MONITOR", "SHUTDOWN", "REPLICAOF no one", "DEBUG sleep 0", "CONFIG SET maxmemory 1", "CLIENT KILL ID 1", "FAILOVER"} {
+	for _, cmd := range []string{"MONITOR", "SHUTDOWN", "REPLICAOF no one", "DEBUG sleep 0", "CONFIG SET maxmemory 1", "CLIENT PAUSE 1", "FAILOVER"} {
 		r2.send(cmd + "\r\n")
 		r2.expect("-ERR replproxy: '")
 		line, _ := r2.readN(1, time.Second)

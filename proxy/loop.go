@@ -26,7 +26,14 @@ type loop struct {
 	switchTask    gnet.Runnable
 	switchWaiters []*session
 	redirects     []redirected
-	replicas      map[string]*nodePool
+	// witnessWaits are write replies waiting for the replication link to
+	// hold their bytes; witnessNeed (read by the link's goroutine) is the
+	// lowest fence among them, 0 for none; witnessWake dedups wake-ups.
+	witnessWaits []witnessWait
+	witnessNeed  atomic.Int64
+	witnessWake  atomic.Bool
+	witnessTask  gnet.Runnable
+	replicas     map[string]*nodePool
 	// idle dedicated master connections, kept for the next session that pins one.
 	idleDedicated [2][]*backend
 
@@ -117,6 +124,7 @@ func newLoop(s *Server, el gnet.EventLoop) *loop {
 	}
 	l.master = l.newPool(addr, false)
 	l.switchTask = newSwitchTask(l)
+	l.witnessTask = newWitnessTask(l)
 	l.backendFlush = gnet.RunnableFunc(func(context.Context) error {
 		l.flushQueued = false
 		l.flushBackends()

@@ -73,6 +73,18 @@ func (s *Server) Stats(st *metrics.Stats) {
 		st.WritesHeld += l.stats.held.Load()
 		st.WritesRedirected += l.stats.redirected.Load()
 	}
+	for _, l := range loops {
+		st.WitnessWaited += l.stats.witnessWaited.Load()
+		st.WitnessTimeouts += l.stats.witnessTimeouts.Load()
+		st.WitnessOff += l.stats.witnessOff.Load()
+	}
+	st.WitnessBacklogShort, _ = s.witnessBacklogShort()
+	st.Replays = []metrics.ReasonCount{
+		{Reason: "replayed", Count: s.replays.replayed.Load()},
+		{Reason: "already_done", Count: s.replays.skipped.Load()},
+		{Reason: "failed", Count: s.replays.failed.Load()},
+	}
+	st.FailoverLostBytes = s.replays.lostBytes.Load()
 	g := s.mon.Guard()
 	st.GuardActive = g.Active
 	for _, k := range topology.GuardActionKinds {

@@ -50,6 +50,8 @@ const (
 	pendCheck                        // ROLE before a conditional read: did it see `required`?
 	pendRefresh                      // ROLE asked for fresh replica offsets (WAIT, write gate)
 	pendLinearize                    // ROLE on the master sampling the offset linearizable reads need
+	pendClientID                     // CLIENT ID before a blocking call: backend.redisID
+	pendQuiet                        // the proxy's stand-in in a MULTI (multi.go): dropped silently
 )
 
 // pending is one request in flight on a backend connection.
@@ -91,13 +93,19 @@ type pending struct {
 	floorLater bool
 	// info: an INFO reply, which gets the proxy's own section appended.
 	info bool
+	// exec: an EXEC whose array holds slots of proxy-answered commands
+	// (multi.go).
+	exec bool
 }
 
 // replySlot holds a reply that completed before an earlier one of the same
 // client: it waits here until the client's head reply is released.
 type replySlot struct {
 	ready bool
-	data  []byte
+	// mute: the client asked not to get this reply (CLIENT REPLY OFF or
+	// SKIP); it is dropped when it completes.
+	mute bool
+	data []byte
 }
 
 // maxRetainedSlotBytes bounds what an idle slot keeps of a large reply.
@@ -114,12 +122,16 @@ type replyQueue struct {
 func (q *replyQueue) outstanding() int { return int(q.next - q.headSeq) }
 
 // reserve hands out the sequence number for the next request.
-func (q *replyQueue) reserve() uint64 {
+func (q *replyQueue) reserve() uint64 { return q.reserveMute(false) }
+
+// reserveMute is reserve; mute drops the reply when it completes.
+func (q *replyQueue) reserveMute(mute bool) uint64 {
 	if q.outstanding() == len(q.slots) {
 		q.grow()
 	}
 	seq := q.next
 	q.next++
+	q.slots[seq&uint64(len(q.slots)-1)].mute = mute
 	return seq
 }
 
@@ -141,19 +153,27 @@ func (q *replyQueue) complete(out []byte, seq uint64, data []byte) []byte {
 	mask := uint64(len(q.slots) - 1)
 	if seq != q.headSeq {
 		sl := &q.slots[seq&mask]
-		sl.data = append(sl.data[:0], data...)
+		if !sl.mute {
+			sl.data = append(sl.data[:0], data...)
+		}
 		sl.ready = true
 		return out
 	}
-	out = append(out, data...)
+	if sl := &q.slots[seq&mask]; sl.mute {
+		sl.mute = false
+	} else {
+		out = append(out, data...)
+	}
 	q.headSeq++
 	for q.headSeq < q.next {
 		sl := &q.slots[q.headSeq&mask]
 		if !sl.ready {
 			break
 		}
-		out = append(out, sl.data...)
-		sl.ready = false
+		if !sl.mute {
+			out = append(out, sl.data...)
+		}
+		sl.ready, sl.mute = false, false
 		if cap(sl.data) > maxRetainedSlotBytes {
 			sl.data = nil
 		} else {

@@ -76,7 +76,7 @@ func (s *session) proxyCommand(args [][]byte) bool {
 func (s *session) appendProxyInfo(b []byte) []byte {
 	cfg := &s.srv.cfg
 	p := s.proto
-	b = resp.AppendMapHeader(b, 27, p)
+	b = resp.AppendMapHeader(b, 32, p)
 	b = kvString(b, "version", Version)
 	b = kvString(b, "listen", s.srv.Addr())
 	snap := s.srv.topo.Load()
@@ -115,6 +115,28 @@ func (s *session) appendProxyInfo(b []byte) []byte {
 		guardState = "last incident " + g.Incident.Started.Format(time.RFC3339) + ": " + g.Incident.Outcome
 	}
 	b = kvString(b, "guard_state", guardState)
+	witness := "off"
+	switch {
+	case !*cfg.Witness || s.srv.link == nil:
+	case s.srv.link.Connected():
+		witness = "on"
+	default:
+		witness = "on, but the replication link is down: writes are acknowledged unwitnessed"
+	}
+	b = kvString(b, "witness", witness)
+	short, lag := s.srv.witnessBacklogShort()
+	backlog := ""
+	if short {
+		backlog = "TOO SMALL: a replica lags by " + strconv.FormatInt(lag, 10) + " bytes; raise --replication-backlog"
+	}
+	b = kvString(b, "witness_backlog", backlog)
+	last := ""
+	if p := s.srv.replays.last.Load(); p != nil {
+		last = *p
+	}
+	b = kvString(b, "last_replay", last)
+	b = kvInt(b, "failover_lost_bytes", s.srv.replays.lostBytes.Load())
+	b = kvInt(b, "replication_backlog_bytes", int64(backlogBytes(cfg.ReplicationBacklogBytes)))
 	b = kvString(b, "consistency", s.srv.consistency.String())
 	b = kvString(b, "client_consistency", s.consistency.String())
 	b = kvInt(b, "max_lag_ms", cfg.MaxLag.Milliseconds())

@@ -85,6 +85,11 @@ type Server struct {
 	// INFO; switches counts them by cause kind, switchHist their durations.
 	lastSwitch atomic.Pointer[router.Switch]
 	switches   switchStats
+	// replaying: a failover's lost suffix is being replayed onto the new
+	// master; no request is dispatched until it is done (replay.go).
+	replaying     atomic.Bool
+	replayPending atomic.Pointer[replayJob]
+	replays       replayStats
 
 	// link is the proxy's own replication link (nil when disabled).
 	link *replstream.Link
@@ -96,6 +101,15 @@ type Server struct {
 	clients  atomic.Int64
 	nextID   atomic.Int64
 	draining atomic.Bool
+
+	// --- Transparency (issue 13): clientcmd.go, monitorcmd.go ---
+	// sessByID finds a client by its proxy id (CLIENT UNBLOCK); only the
+	// session's loop touches the session it names.
+	sessByID sync.Map // int64 -> *session
+	// monitors are the sessions in MONITOR (nil: none); monMu serialises
+	// the copy-on-write updates.
+	monitors atomic.Pointer[[]*session]
+	monMu    sync.Mutex
 }
 
 // New checks cfg, fills in defaults and returns a Server ready to Serve.
@@ -139,6 +153,7 @@ func New(cfg Config) (*Server, error) {
 		OwnLink:          s.isOwnLink,
 		NewMasterProcess: func(addr string) { s.loadCommandTable(context.Background(), addr) },
 		Switched:         s.switched,
+		BeforeSwitch:     s.beforeSwitch,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrProxyBadConfig, err)
@@ -149,6 +164,7 @@ func New(cfg Config) (*Server, error) {
 			Master: cfg.Master, User: cfg.UpstreamUser, Password: cfg.UpstreamPassword,
 			DialTimeout: cfg.ConnectTimeout, ReconnectBackoffMax: cfg.ReconnectBackoffMax,
 			BacklogBytes: cfg.ReplicationBacklogBytes,
+			OnAdvance:    s.onLinkAdvance,
 			Logger:       cfg.Logger,
 		})
 		if err != nil {
@@ -172,6 +188,13 @@ func normalize(cfg *Config) error {
 	if cfg.EmptyMasterGuard == nil {
 		t := true
 		cfg.EmptyMasterGuard = &t
+	}
+	if cfg.Witness == nil {
+		t := true
+		cfg.Witness = &t
+	}
+	if cfg.WitnessTimeout <= 0 {
+		cfg.WitnessTimeout = 100 * time.Millisecond
 	}
 	if cfg.Loops <= 0 {
 		cfg.Loops = runtime.NumCPU()

@@ -88,10 +88,36 @@ type session struct {
 	closed        bool
 	dirty         bool
 	lastActive    time.Time
+
+	// --- Transparency (issue 13): clientcmd.go, multi.go, monitorcmd.go ---
+	// created and lastCmd feed CLIENT LIST/INFO (age=, cmd=); user is who
+	// the client authenticated as.
+	created time.Time
+	lastCmd string
+	user    string
+	noEvict bool
+	// replyMode is CLIENT REPLY's state; the replies it suppresses are
+	// dropped from the reply queue (replyQueue.mute).
+	replyMode replyMode
+	// multiLocals are the proxy-answered commands queued in the open
+	// MULTI; multiQueued counts every command queued in it.
+	multiLocals []multiLocal
+	multiQueued int
+	// execQueue: the proxy-answered slots of each EXEC in flight.
+	execQueue []execSlots
+	// capture, when set, receives the session's local replies instead of
+	// the reply queue: answers computed for a slot of EXEC's array.
+	capture *[]byte
+	// asyncOutstanding counts local replies still being computed on other
+	// loops (CLIENT LIST, KILL, UNBLOCK).
+	asyncOutstanding int
+	monitoring       bool
 }
 
 func newSession(l *loop, c gnet.Conn, id int64) *session {
 	s := &session{l: l, srv: l.srv, c: c, id: id, proto: 2, multiSelect: -1, consistency: l.srv.consistency}
+	s.created, s.lastActive, s.user = time.Now(), time.Now(), "default"
+	l.srv.sessByID.Store(id, s)
 	s.authed = !s.srv.authRequired
 	if s.authed {
 		s.parser = resp.NewRequestParser(s.srv.limits)
@@ -116,9 +142,7 @@ func (s *session) needsPin() bool {
 
 func (s *session) onTraffic() gnet.Action {
 	s.wakePending = false
-	if s.srv.cfg.IdleTimeout > 0 {
-		s.lastActive = s.l.now
-	}
+	s.lastActive = s.l.now // also CLIENT LIST's idle=
 	s.process()
 	if len(s.out) > 0 {
 		s.l.markSession(s) // replies held back for this callback (holdOutput)
@@ -190,7 +214,9 @@ func (s *session) resume() {
 }
 
 // idle reports whether the session has no request in flight on any backend.
-func (s *session) idle() bool { return s.targetOutstanding == 0 && s.retryOutstanding == 0 }
+func (s *session) idle() bool {
+	return s.targetOutstanding == 0 && s.retryOutstanding == 0 && s.asyncOutstanding == 0
+}
 
 // account records that request p, sent on b, is no longer in flight there.
 func (s *session) account(b *backend, p *pending) {
@@ -219,6 +245,10 @@ func (s *session) complete(b *backend, p pending, reply []byte) {
 	}
 	if p.info {
 		reply = s.appendProxyInfoSection(reply)
+	}
+	if p.exec {
+		s.execReply(b, p.seq, reply) // delivers, maybe later
+		return
 	}
 	s.deliver(b, p.seq, reply)
 }
@@ -301,7 +331,11 @@ func (s *session) deliverOutOfBand(frame []byte) {
 
 // localReply queues a reply the proxy produced itself, in request order.
 func (s *session) localReply(reply []byte) {
-	seq := s.replies.reserve()
+	if s.capture != nil {
+		*s.capture = append(*s.capture, reply...)
+		return
+	}
+	seq := s.reserve()
 	s.out = s.replies.complete(s.out, seq, reply)
 	s.l.markSession(s)
 }
@@ -378,6 +412,10 @@ func (s *session) closeNow() {
 func (s *session) onClose() {
 	s.closed = true
 	delete(s.l.sessions, s)
+	s.srv.sessByID.Delete(s.id)
+	if s.monitoring {
+		s.srv.removeMonitor(s)
+	}
 	if b := s.pinned; b != nil {
 		s.pinned = nil
 		b.owner = nil

@@ -20,6 +20,10 @@ type loopStats struct {
 	// held: writes that waited for a failover; redirected: writes a
 	// replaced master refused with -READONLY, re-sent to the new one.
 	held, redirected atomic.Int64
+	// witnessWaited: write replies that waited for the link; witnessTimeouts:
+	// released past --witness-timeout without it; witnessOff: released
+	// unwitnessed because the link was down.
+	witnessWaited, witnessTimeouts, witnessOff atomic.Int64
 	// latency per target: per-bucket counts (metrics.LatencyBuckets plus
 	// +Inf) and the sum in nanoseconds.
 	latency    [targetCount][maxLatencyBuckets]atomic.Uint64

@@ -109,6 +109,7 @@ func (l *loop) appliedOffset(st *router.NodeState) int64 {
 // replica offsets coming for the others.
 func (l *loop) checkParked() {
 	now := time.Now()
+	l.checkWitness(now)
 	l.checkGateWaiters(now)
 	l.checkSyncWaits(now)
 	if len(l.parked) == 0 {

@@ -67,6 +67,12 @@ type Config struct {
 	// replica does (it retries from replicationCron, once a second).
 	ReconnectBackoffMax time.Duration
 
+	// OnAdvance, when not nil, is called on the link's goroutine after
+	// every read that moved the offset, with the new offset. It must not
+	// block (the proxy uses it to release write replies waiting for the
+	// link to hold their bytes: the write witness).
+	OnAdvance func(offset int64)
+
 	// Logger receives connection, sync and history events. Nil means
 	// slog.Default().
 	Logger *slog.Logger

@@ -46,6 +46,7 @@ type Link struct {
 
 	changes chan struct{}
 	running atomic.Bool
+	marks   marks
 
 	// master is the address followed now (SetMaster); masterConn is the
 	// connection to it, closed by SetMaster to move the link at once.
@@ -173,6 +174,16 @@ func (l *Link) Run(ctx context.Context) error {
 }
 
 var errNoMasterYet = errors.New("replstream: no master known yet")
+
+// ReplayStart returns where a replay of the stream after offset from must
+// begin so that it holds whole transactions and runs in the right
+// database: the offset just before the MULTI of a transaction that from
+// falls inside (a replica that stopped there discarded the queued part),
+// else from itself; and the database selected at that point. ok is false
+// when the link cannot tell (the SELECT in effect there is no longer known).
+func (l *Link) ReplayStart(from int64) (start int64, db int, ok bool) {
+	return l.marks.replayStart(from)
+}
 
 // Master returns the address the link follows.
 func (l *Link) Master() string { return *l.master.Load() }
@@ -450,6 +461,7 @@ func (r *runner) continued(rep psyncReply) error {
 // at the announced offset.
 func (r *runner) fullResync(rep psyncReply) error {
 	l := r.l
+	l.marks.reset()
 	if old := r.hist; old != nil && rep.offset < r.off {
 		// The seed hazard: the master's offset went backwards, so
 		// writes the link (and the replicas) saw are gone from it. Say so

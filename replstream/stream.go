@@ -104,6 +104,7 @@ func (r *runner) consume(now time.Time) error {
 		if isGetAck(cmd.Args) {
 			getack = true
 		}
+		r.l.marks.note(cmd.Args, off, off+int64(n))
 		i += n
 		off += int64(n)
 	}
@@ -114,8 +115,12 @@ func (r *runner) consume(now time.Time) error {
 	// reader that sees the offset also finds both.
 	h.times.push(off+int64(len(data)-i), int64(now.Sub(r.l.epoch)))
 	h.backlog.publish()
+	advanced := off != r.off
 	h.offset.Store(off)
 	r.off = off
+	if advanced && r.l.cfg.OnAdvance != nil {
+		r.l.cfg.OnAdvance(off)
+	}
 	if perr != nil {
 		return perr
 	}

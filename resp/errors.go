@@ -36,7 +36,6 @@ var (
 var (
 	ErrReplyType     = errors.New("Protocol error: invalid reply type byte")
 	ErrReplyLength   = errors.New("Protocol error: invalid reply length")
-	ErrReplyDepth    = errors.New("Protocol error: reply nesting too deep")
 	ErrReplyCRLF     = errors.New("Protocol error: expected CRLF in reply")
 	ErrReplyTooBig   = errors.New("Protocol error: too big reply line")
 	ErrReplyValue    = errors.New("Protocol error: invalid reply value")

@@ -10,7 +10,7 @@ import (
 // fuzzLimits are small enough for the fuzzer to reach every limit.
 var fuzzLimits = []Limits{
 	{},
-	{MaxInlineBytes: 16, MaxBulkBytes: 8, MaxArrayLen: 3, MaxDepth: 3},
+	{MaxInlineBytes: 16, MaxBulkBytes: 8, MaxArrayLen: 3},
 	UnauthenticatedLimits(),
 }
 
@@ -149,8 +149,19 @@ func refScan(b []byte, lim Limits) int {
 		}
 		return pos + 1 + cr
 	}
-	var value func(pos, depth int) int
+	// owed mirrors the one limit that is not local to a value: how many
+	// values the reply still owes (maxOwedValues). Recursion visits
+	// headers in stream order, so the count is the scanner's.
+	owed := int64(1)
+	var value, one func(pos, depth int) int
 	value = func(pos, depth int) int {
+		end := one(pos, depth)
+		if end > 0 && (strings.IndexByte("*%~>|", b[pos]) < 0 || b[pos+1] == '-') {
+			owed-- // a value that is not an aggregate (or a null array)
+		}
+		return end
+	}
+	one = func(pos, depth int) int {
 		if pos >= len(b) {
 			return 0
 		}
@@ -218,11 +229,14 @@ func refScan(b []byte, lim Limits) int {
 		if n < 0 || n > lim.MaxArrayLen {
 			return -1
 		}
-		if depth >= lim.MaxDepth {
-			return -1
-		}
 		if typ == '%' || typ == '|' {
 			n *= 2
+		}
+		if owed += n; typ != '|' {
+			owed--
+		}
+		if owed > maxOwedValues {
+			return -1
 		}
 		for ; n > 0; n-- {
 			end = value(end, depth+1)

@@ -19,10 +19,6 @@ type Limits struct {
 	// pairs). Zero means math.MaxInt32: redis rejects a multibulk length
 	// above INT_MAX. Larger values are clamped to math.MaxInt32.
 	MaxArrayLen int64
-	// MaxDepth caps how many aggregates may enclose one another in a reply
-	// (ReplyScanner only). Zero means 64; values above 128 are clamped to
-	// 128, the size of the scanner's fixed stack.
-	MaxDepth int
 	// Unauthenticated selects redis's "unauthenticated multibulk/bulk
 	// length" error texts when a request exceeds MaxArrayLen or
 	// MaxBulkBytes, so clients see what redis itself would tell them before
@@ -34,11 +30,6 @@ const (
 	defaultMaxInlineBytes = 64 << 10
 	defaultMaxBulkBytes   = 512 << 20
 	defaultMaxArrayLen    = math.MaxInt32
-	defaultMaxDepth       = 64
-
-	// maxReplyDepth is the size of ReplyScanner's stack; it is fixed so that
-	// scanning never allocates.
-	maxReplyDepth = 128
 
 	// Hard ceilings keep offset arithmetic (start+len+2) from overflowing an
 	// int, including on 32-bit platforms.
@@ -64,7 +55,6 @@ func DefaultLimits() Limits {
 		MaxInlineBytes: defaultMaxInlineBytes,
 		MaxBulkBytes:   defaultMaxBulkBytes,
 		MaxArrayLen:    defaultMaxArrayLen,
-		MaxDepth:       defaultMaxDepth,
 	}
 }
 
@@ -75,7 +65,6 @@ func UnauthenticatedLimits() Limits {
 		MaxInlineBytes:  defaultMaxInlineBytes,
 		MaxBulkBytes:    unauthMaxBulkBytes,
 		MaxArrayLen:     unauthMaxArrayLen,
-		MaxDepth:        defaultMaxDepth,
 		Unauthenticated: true,
 	}
 }
@@ -97,12 +86,6 @@ func (l Limits) normalized() Limits {
 	}
 	if l.MaxArrayLen <= 0 || l.MaxArrayLen > math.MaxInt32 {
 		l.MaxArrayLen = defaultMaxArrayLen
-	}
-	if l.MaxDepth <= 0 {
-		l.MaxDepth = defaultMaxDepth
-	}
-	if l.MaxDepth > maxReplyDepth {
-		l.MaxDepth = maxReplyDepth
 	}
 	return l
 }

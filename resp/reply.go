@@ -3,17 +3,26 @@ package resp
 import "bytes"
 
 // ReplyScanner finds the end of one complete reply of any RESP2/RESP3 type
-// (+ - : $ * _ # , ( ! = % ~ | >), nested to Limits.MaxDepth, without
-// building values: the proxy passes reply bytes through untouched and only
-// needs to know where each reply ends. An attribute (|) and the reply it
-// annotates are one reply here. Every aggregate header, attributes
-// included, adds one level of nesting: MaxDepth nested arrays are accepted,
-// one more is ErrReplyDepth. RESP2 nulls ("$-1", "*-1") are accepted.
+// (+ - : $ * _ # , ( ! = % ~ | >), nested to any depth, without building
+// values: the proxy passes reply bytes through untouched and only needs to
+// know where each reply ends. An attribute (|) and the reply it annotates
+// are one reply here. RESP2 nulls ("$-1", "*-1") are accepted.
+//
+// Replies come from Redis, which nests as deep as a script's table goes (a
+// recursive Lua table is sent until Lua's own stack limit, thousands of
+// levels), so depth is not limited: to find where a reply ends only the
+// number of values still to come matters, not which aggregate each belongs
+// to. An aggregate of n elements replaces the one value it is with n more
+// (a map or an attribute: 2n; an attribute fills no slot of its own, since
+// the value it annotates follows). One counter, no stack, no recursion:
+// any depth costs the same. The limits that remain (MaxBulkBytes,
+// MaxArrayLen, and a cap on the values owed) only catch garbage; hitting
+// one means the connection is out of sync.
 //
 // It is incremental like RequestParser: buf always starts at the reply's
 // first byte and only grows between calls; progress is kept as an offset
-// plus a fixed-size stack of remaining element counts, so scanning never
-// allocates and a large bulk is not re-scanned on every read.
+// plus that counter, so scanning never allocates and a large bulk is not
+// re-scanned on every read.
 //
 // RESP3 streamed strings and aggregates ("$?", "*?" ...) are rejected with
 // ErrReplyStreamed: redis-server never sends them, and supporting them would
@@ -30,12 +39,16 @@ type ReplyScanner struct {
 	bulkTyp byte  // '$', '!' or '='
 	need    int
 
-	// stack[0] is the reply itself (one value); stack[1..top] are the open
-	// aggregates, each with the number of elements it still expects.
-	top   int
-	stack [maxReplyDepth + 1]int64
-	attr  [maxReplyDepth + 1]bool // the aggregate is an attribute: it does not fill its parent's slot
+	// owed is the number of values still to come before the reply is
+	// complete: 1 at the start (the reply itself).
+	owed int64
 }
+
+// maxOwedValues bounds the values a reply may still owe: 2^40 values take
+// at least 3 TiB, beyond any reply a server sends, so only garbage (or a
+// peer that is not Redis) reaches it; it also keeps the counter far from
+// overflowing.
+const maxOwedValues = 1 << 40
 
 // NewReplyScanner returns a scanner enforcing lim (zero fields: defaults).
 func NewReplyScanner(lim Limits) *ReplyScanner {
@@ -56,9 +69,7 @@ func (s *ReplyScanner) Reset() {
 	s.scanned = 0
 	s.bulkLen = -1
 	s.need = 0
-	s.top = 0
-	s.stack[0] = 1
-	s.attr[0] = false
+	s.owed = 1
 }
 
 // Need returns, after Scan reported an incomplete reply, a lower bound of
@@ -208,24 +219,18 @@ func (s *ReplyScanner) scan(buf []byte) (int, error) {
 				}
 				continue
 			}
-			if s.top >= s.lim.MaxDepth {
-				return 0, ErrReplyDepth
-			}
 			if typ == '%' || typ == '|' {
 				count *= 2 // no overflow: count <= math.MaxInt32
 			}
-			if count == 0 {
-				if typ == '|' {
-					continue // annotates nothing yet; the reply follows
-				}
-				if s.valueDone() {
-					return s.pos, nil
-				}
-				continue
+			if typ != '|' {
+				count-- // the aggregate itself was one of the values owed
 			}
-			s.top++
-			s.stack[s.top] = count
-			s.attr[s.top] = typ == '|'
+			if s.owed += count; s.owed > maxOwedValues {
+				return 0, ErrReplyLength
+			}
+			if s.owed == 0 {
+				return s.pos, nil // an empty aggregate ended the reply
+			}
 		default:
 			return 0, ErrReplyType
 		}
@@ -279,23 +284,9 @@ func (s *ReplyScanner) shortLine(buf []byte) (end int, err error) {
 	return cr + 2, nil
 }
 
-// valueDone records that one value finished at the current nesting level
-// and reports whether that completed the whole reply.
+// valueDone records that one value finished and reports whether that
+// completed the whole reply.
 func (s *ReplyScanner) valueDone() bool {
-	for {
-		s.stack[s.top]--
-		if s.stack[s.top] > 0 {
-			return false
-		}
-		if s.top == 0 {
-			return true
-		}
-		wasAttr := s.attr[s.top]
-		s.top--
-		if wasAttr {
-			// The attribute is complete; the value it annotates still has
-			// to come and fills the slot, so the parent keeps its count.
-			return false
-		}
-	}
+	s.owed--
+	return s.owed == 0
 }

@@ -150,16 +150,15 @@ func (p *RequestParser) parseMultibulk(buf []byte) (Command, int, error) {
 			return Command{}, 0, err
 		}
 		switch {
-		case count < -1:
-			// redis skips any count <= 0; no client sends one below -1,
-			// so it is far more likely garbage than an empty command.
-			return Command{}, 0, ErrInvalidMultibulkLength
 		case count > p.lim.MaxArrayLen:
 			if p.lim.Unauthenticated {
 				return Command{}, 0, ErrUnauthenticatedMultibulkLength
 			}
 			return Command{}, 0, ErrInvalidMultibulkLength
 		case count <= 0:
+			// Redis skips any count <= 0 (processMultibulkBuffer: "if
+			// (ll <= 0) return C_OK"), "*-10" as "*0": the frame is consumed
+			// and nothing runs. Issue 13: refusing it was a difference.
 			return Command{}, end, nil
 		}
 		p.remaining = count

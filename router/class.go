@@ -83,6 +83,16 @@ const (
 	// by go-redis and others on connect) labels the connection it runs on;
 	// forwarded on a shared connection it would label everyone's.
 	LocalClientSetInfo
+	// LocalClient: the CLIENT subcommands that speak about connections
+	// (LIST, INFO, KILL, UNBLOCK, NO-EVICT, REPLY): answered from the
+	// proxy's own clients, since every backend connection is the proxy's.
+	LocalClient
+	// LocalScriptKill: SCRIPT KILL and FUNCTION KILL go to every node, as
+	// a read-only script may be running on a replica.
+	LocalScriptKill
+	// LocalMonitor: MONITOR (when allowed) is served by the proxy, which
+	// sees every client's commands; the master sees only its share.
+	LocalMonitor
 )
 
 var localNames = [...]string{
@@ -105,6 +115,21 @@ var localNames = [...]string{
 	LocalUnwatch:       "unwatch",
 	LocalScriptLoad:    "script|load",
 	LocalClientSetInfo: "client|setinfo",
+	LocalClient:        "client",
+	LocalScriptKill:    "script|kill",
+	LocalMonitor:       "monitor",
+}
+
+// ArityOK reports whether n arguments (the name included) pass the server's
+// arity check; true when the arity is unknown.
+func (i Info) ArityOK(n int) bool {
+	switch {
+	case i.Arity > 0:
+		return n == i.Arity
+	case i.Arity < 0:
+		return n >= -i.Arity
+	}
+	return true
 }
 
 // String returns the command the value stands for ("client|id"), or "none".
@@ -206,6 +231,9 @@ type Info struct {
 	// the table does not know. It is a string of the table's: no allocation.
 	Name  string
 	Flags Flag
+	// Arity is COMMAND's: n > 0 exactly n arguments (the name included),
+	// n < 0 at least -n; 0 when the server did not list the command.
+	Arity int
 	// FirstKey, LastKey and KeyStep are COMMAND's legacy key positions
 	// (LastKey may be negative, counting from the end; all zero for commands
 	// without keys or with movable keys).

@@ -109,19 +109,25 @@ func oracle(name string, flags []string) Class {
 		"subscribe": ClassSubscribe, "psubscribe": ClassSubscribe, "ssubscribe": ClassSubscribe,
 		"unsubscribe": ClassSubscribe, "punsubscribe": ClassSubscribe, "sunsubscribe": ClassSubscribe,
 		"client|tracking": ClassPinned, "client|caching": ClassPinned, "client|getredir": ClassPinned,
-		"client|trackinginfo": ClassPinned, "client|no-evict": ClassPinned,
+		"client|trackinginfo": ClassPinned, "client|no-evict": ClassLocal,
+		"client|list": ClassLocal, "client|info": ClassLocal, "client|kill": ClassLocal,
+		"client|reply": ClassLocal, "client|unblock": ClassLocal,
+		"script|kill": ClassLocal, "function|kill": ClassLocal,
 		"replicaof": ClassDenied, "slaveof": ClassDenied, "failover": ClassDenied, "shutdown": ClassDenied,
 		"debug": ClassDenied, "sync": ClassDenied, "psync": ClassDenied, "replconf": ClassDenied,
 		"monitor": ClassDenied, "readonly": ClassDenied, "readwrite": ClassDenied, "asking": ClassDenied,
 		"config|set": ClassDenied, "config|rewrite": ClassDenied, "config|resetstat": ClassDenied,
-		"client|kill": ClassDenied, "client|pause": ClassDenied, "client|unpause": ClassDenied,
-		"client|reply": ClassDenied, "client|unblock": ClassDenied,
+		"client|pause": ClassDenied, "client|unpause": ClassDenied,
 		"acl|setuser": ClassDenied, "acl|deluser": ClassDenied, "acl|load": ClassDenied, "acl|save": ClassDenied,
 		"module|load": ClassDenied, "module|loadex": ClassDenied, "module|unload": ClassDenied,
 		"script|debug": ClassDenied,
 		// Readonly, but on the master: side effect on / report of the
 		// node's own LRU clock, and cursors valid on one node only.
 		"touch": ClassWrite, "object|freq": ClassWrite, "object|idletime": ClassWrite,
+		// Readonly, but answered differently by a replica (table.go).
+		"object|encoding": ClassWrite, "object|refcount": ClassWrite, "dbsize": ClassWrite,
+		"randomkey": ClassWrite, "memory|usage": ClassWrite, "dump": ClassWrite, "xpending": ClassWrite,
+		"xinfo|groups": ClassWrite, "xinfo|consumers": ClassWrite, "xinfo|stream": ClassWrite,
 		"scan": ClassWrite, "hscan": ClassWrite, "sscan": ClassWrite, "zscan": ClassWrite,
 		// Pure.
 		"echo": ClassRead,

@@ -160,7 +160,7 @@ func TestNewTableShapes(t *testing.T) {
 	tab := NewTable([]CommandSpec{
 		{Name: "GET", Arity: 2, Flags: []string{"READONLY", "fast"}, FirstKey: 1, LastKey: 1, KeyStep: 1},
 		{Name: "config|get", Arity: -3, Flags: []string{"admin"}},
-		{Name: "object", Subcommands: []CommandSpec{{Name: "encoding", Flags: []string{"readonly"}}}},
+		{Name: "xinfo", Subcommands: []CommandSpec{{Name: "help", Flags: []string{"readonly"}}}},
 	}, Options{})
 	if got := tab.Classify(args("get", "k"), nil); got.Class != ClassRead || got.Name != "get" {
 		t.Errorf("get: %+v", got)
@@ -168,8 +168,8 @@ func TestNewTableShapes(t *testing.T) {
 	if got := tab.Classify(args("CONFIG", "GET", "x"), nil); got.Class != ClassWrite || got.Name != "config|get" || got.Flags != FlagAdmin {
 		t.Errorf("config get: %+v", got)
 	}
-	if got := tab.Classify(args("OBJECT", "ENCODING", "k"), nil); got.Class != ClassRead || got.Name != "object|encoding" {
-		t.Errorf("object encoding: %+v", got)
+	if got := tab.Classify(args("XINFO", "HELP"), nil); got.Class != ClassRead || got.Name != "xinfo|help" {
+		t.Errorf("xinfo help: %+v", got)
 	}
 	// Rules hold even for commands the server did not list.
 	if got := tab.Classify(args("SHUTDOWN"), nil); got.Class != ClassDenied {

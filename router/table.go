@@ -110,8 +110,23 @@ var rules = map[string]rule{
 	"client|caching":      {class: ClassPinned},
 	"client|getredir":     {class: ClassPinned},
 	"client|trackinginfo": {class: ClassPinned},
-	"client|no-evict":     {class: ClassPinned},
 	"client|no-touch":     {class: ClassPinned},
+
+	// CLIENT subcommands about connections: every connection to a Redis
+	// node is the proxy's, shared or not, so Redis's answer would speak
+	// about the proxy and CLIENT KILL could cut everybody's requests. The
+	// proxy answers them about its own clients (proxy/clientcmd.go), with
+	// its own ids, which CLIENT UNBLOCK translates. NO-EVICT: Redis's
+	// client eviction acts on the proxy's connections, never on clients.
+	"client|list":     {class: ClassLocal, local: LocalClient},
+	"client|info":     {class: ClassLocal, local: LocalClient},
+	"client|kill":     {class: ClassLocal, local: LocalClient},
+	"client|unblock":  {class: ClassLocal, local: LocalClient},
+	"client|no-evict": {class: ClassLocal, local: LocalClient},
+	// CLIENT REPLY OFF|SKIP: the request is still forwarded and its reply
+	// matched as usual; the proxy drops the replies the client asked not to
+	// get, so the backend connection never loses count.
+	"client|reply": {class: ClassLocal, local: LocalClient},
 
 	// Denied: through the proxy a client must not change the topology,
 	// stop or reconfigure a server, or see or disturb other clients'
@@ -127,9 +142,11 @@ var rules = map[string]rule{
 	"debug":     {class: ClassDenied}, // can crash, stall or reload it
 	"replconf":  {class: ClassDenied}, // replication handshake
 	// These turn the connection into a one-way stream (every client's
-	// commands, or the replication stream); allowed, they need a dedicated
-	// connection relayed like pub/sub, never the shared one.
-	"monitor": {class: ClassDenied, ifAllowed: ClassSubscribe},
+	// commands, or the replication stream); allowed, SYNC and PSYNC need a
+	// dedicated connection relayed like pub/sub, never the shared one.
+	// MONITOR is served by the proxy (proxy/monitor.go): it sees every
+	// client's commands, the master only those routed to it.
+	"monitor": {class: ClassDenied, ifAllowed: ClassLocal, local: LocalMonitor},
 	"sync":    {class: ClassDenied, ifAllowed: ClassSubscribe},
 	"psync":   {class: ClassDenied, ifAllowed: ClassSubscribe},
 	// Server-wide configuration and users (the proxy's own included).
@@ -143,26 +160,58 @@ var rules = map[string]rule{
 	"module|load":      {class: ClassDenied},
 	"module|loadex":    {class: ClassDenied},
 	"module|unload":    {class: ClassDenied},
-	// Acting on other connections: through a proxy those are the shared
-	// backend connections carrying everybody's requests.
-	"client|kill":    {class: ClassDenied},
+	// Pausing acts on every connection of the server: through a proxy
+	// those are the shared backend connections carrying everybody's
+	// requests (and the proxy's own fences and polls).
 	"client|pause":   {class: ClassDenied},
 	"client|unpause": {class: ClassDenied},
-	"client|unblock": {class: ClassDenied},
-	// CLIENT REPLY OFF/SKIP suppresses replies the proxy matches to
-	// requests; SCRIPT DEBUG turns the connection into an interactive
-	// debugger (and SYNC mode blocks the server). Allowed, they at least
-	// need the client's own connection.
-	"client|reply": {class: ClassDenied, ifAllowed: ClassPinned},
+	// SCRIPT DEBUG turns the connection into an interactive debugger (and
+	// SYNC mode blocks the server). Allowed, it at least needs the client's
+	// own connection.
 	"script|debug": {class: ClassDenied, ifAllowed: ClassPinned},
 
-	// Exceptions to the flag rule, readonly commands kept on the master:
+	// Exceptions to the flag rule: readonly commands whose answer on a
+	// replica differs from the master's, kept on the master (issue 13; the
+	// reasons are from the Redis 7.0 source).
 	// TOUCH exists for its side effect on the LRU/LFU clock, and only the
-	// master's clock decides eviction; OBJECT FREQ and IDLETIME report that
-	// clock, which differs on every node (replica reads touch their own).
-	"touch":           {class: ClassWrite},
+	// master's clock decides eviction.
+	"touch": {class: ClassWrite},
+	// OBJECT: FREQ and IDLETIME report that clock, which differs on every
+	// node (replica reads touch their own); ENCODING depends on how the
+	// value was built (a replica that loaded an RDB re-encodes small
+	// values compactly, while on the master listpack -> hashtable is one
+	// way: rdbLoadObject vs hashTypeConvert); REFCOUNT on whether the
+	// value is a shared integer, which loading decides anew.
 	"object|freq":     {class: ClassWrite},
 	"object|idletime": {class: ClassWrite},
+	"object|encoding": {class: ClassWrite},
+	"object|refcount": {class: ClassWrite},
+	// DBSIZE counts the keys in the dict, and a replica never deletes an
+	// expired key itself: it waits for the master's DEL (db.c
+	// expireIfNeeded: "if we are running in the context of a replica ...
+	// return 1" without deleting), so it counts logically expired keys.
+	"dbsize": {class: ClassWrite},
+	// RANDOMKEY on a replica may return a logically expired key (db.c
+	// dbRandomKey gives one up after 100 tries "if the DB is composed only
+	// of keys with an expire set"); the master deletes it and looks again.
+	"randomkey": {class: ClassWrite},
+	// MEMORY USAGE measures the node's own allocation (encoding as for
+	// OBJECT ENCODING, dict sizes); MEMORY STATS/DOCTOR describe the node.
+	"memory|usage":  {class: ClassWrite},
+	"memory|stats":  {class: ClassWrite},
+	"memory|doctor": {class: ClassWrite},
+	// DUMP serialises the node's encoding of the value (rdbSaveObject), so
+	// the payload differs with OBJECT ENCODING.
+	"dump": {class: ClassWrite},
+	// Consumer-group state is the master's: XREADGROUP and XACK change it
+	// there and reach replicas as XCLAIM/XGROUP SETID effects, with the
+	// replica's own clock for consumers' seen-time (XINFO CONSUMERS idle,
+	// XPENDING idle) and, in 7.0, without the group's entries-read
+	// (XINFO GROUPS entries-read/lag differ: streamPropagateGroupID).
+	"xinfo|groups":    {class: ClassWrite},
+	"xinfo|consumers": {class: ClassWrite},
+	"xinfo|stream":    {class: ClassWrite},
+	"xpending":        {class: ClassWrite},
 	// A SCAN cursor is a position in one server's hash table, whose hash
 	// seed is random per process: a cursor from one node means nothing on
 	// another, so an iteration must stay on one node. Only the master is
@@ -191,6 +240,11 @@ var rules = map[string]rule{
 	"evalsha": {fromFlags: true, special: specialEvalSha},
 	// SCRIPT LOAD runs on the master; the proxy also caches the body.
 	"script|load": {fromFlags: true, local: LocalScriptLoad},
+	// SCRIPT KILL and FUNCTION KILL must reach the node running the slow
+	// script, and a read-only one may run on a replica: the proxy sends
+	// them to every node and answers as the node that had a script would.
+	"script|kill":   {class: ClassLocal, local: LocalScriptKill},
+	"function|kill": {class: ClassLocal, local: LocalScriptKill},
 }
 
 // classFromFlags is the rule for every command without a rule: a read only
@@ -297,6 +351,7 @@ func makeEntry(s *CommandSpec, allow map[string]bool, deniedByParent bool) *entr
 	e := &entry{info: Info{
 		Name:     s.Name,
 		Flags:    ParseFlags(s.Flags),
+		Arity:    s.Arity,
 		FirstKey: s.FirstKey,
 		LastKey:  s.LastKey,
 		KeyStep:  s.KeyStep,

@@ -70,6 +70,11 @@ type Config struct {
 	// run_id is first seen or changes, and after every switch: the proxy
 	// reloads its command table from that server.
 	NewMasterProcess func(addr string)
+	// BeforeSwitch is called with the monitor's lock held just before a
+	// switch is published (the proxy takes the stream suffix the new master
+	// lacks while its link still holds it, and holds requests until it is
+	// replayed). It must not block.
+	BeforeSwitch func(router.Switch)
 	// Switched is called after a switch was published, outside the lock.
 	Switched func(router.Switch, uint64)
 }

@@ -1,8 +1,11 @@
 package topology
 
 import (
+	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"sort"
 	"strings"
@@ -18,11 +21,13 @@ import (
 // replicas, reconnecting within a second, full-resync from it and drop
 // their data. The guard keeps the data:
 //
-//  1. Park. The instant the master is lost (the guard's own connection to it
-//     sees EOF, the data plane's connections do, or a poll fails), every
-//     replica of its history is pointed at the parking address, where
-//     nothing listens (REPLICAOF). A parked replica keeps its data, its
-//     replication ID and its offset; it serves reads.
+//  1. Park. The instant the master process is gone (the guard's own idle
+//     connection to it ends: EOF or reset, never a mere timeout, which a
+//     loaded machine produces without any restart), or a poll finds a new
+//     run_id on a new history (the EOF was missed), every replica of its
+//     history is pointed at the parking address, where nothing listens
+//     (REPLICAOF). A parked replica keeps its data, its replication ID and
+//     its offset; it serves reads.
 //  2. Judge, when the master answers again: on the same history (a network
 //     blip, a restart that reloaded its data) the replicas are pointed back
 //     at it and continue with +CONTINUE; on a new history with data (an AOF
@@ -443,9 +448,11 @@ func (m *Monitor) nodeOptions() *redis.Options {
 	}
 }
 
-// watchMaster keeps a connection to the master that does nothing but wait
-// (SUBSCRIBE to a channel nobody publishes on), so the guard learns of the
-// master's death from the EOF, at once, rather than at the next poll.
+// watchMaster keeps an idle connection to the master, so the guard learns
+// of the master's death from the EOF, at once, rather than at the next
+// poll. It is a plain connection that sends a PING a second (so a server
+// `timeout` never closes it): a subscription would show in PUBSUB CHANNELS,
+// a blocked command in blocked_clients, and clients would see either.
 func (m *Monitor) watchMaster(ctx context.Context) {
 	defer m.wg.Done()
 	for ctx.Err() == nil {
@@ -454,27 +461,80 @@ func (m *Monitor) watchMaster(ctx context.Context) {
 			sleepCtx(ctx, m.cfg.PollInterval)
 			continue
 		}
-		o := m.nodeOptions()
-		o.Addr = addr
-		rc := redis.NewClient(o)
-		ps := rc.Subscribe(ctx, "__replproxy__:guard")
-		// go-redis does not abandon a blocked read when ctx ends: closing does.
-		stop := context.AfterFunc(ctx, func() { ps.Close() })
-		_, err := ps.Receive(ctx) // the subscription's confirmation
-		if err == nil {
-			_, err = ps.ReceiveMessage(ctx) // blocks until the connection dies
-		}
-		stop()
-		ps.Close()
-		rc.Close()
+		err := m.watchOnce(ctx, addr)
 		if ctx.Err() != nil {
 			return
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			// Slow, not dead (a loaded machine, a long command): only
+			// the connection's end says the process is gone.
+			continue
 		}
 		if m.Master() == addr {
 			m.masterLost(addr, "the connection to the master closed: "+err.Error())
 		}
 		sleepCtx(ctx, 50*time.Millisecond)
 	}
+}
+
+// watchOnce holds one watch connection until it fails.
+func (m *Monitor) watchOnce(ctx context.Context, addr string) error {
+	d := net.Dialer{Timeout: m.cfg.Timeout}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	if m.cfg.TLS != nil {
+		tc := tls.Client(conn, m.cfg.TLS)
+		conn = tc
+	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+	if m.cfg.Password != "" {
+		auth := []string{"AUTH", m.cfg.Password}
+		if m.cfg.User != "" {
+			auth = []string{"AUTH", m.cfg.User, m.cfg.Password}
+		}
+		if err := watchRoundTrip(conn, r, m.cfg.Timeout, auth...); err != nil {
+			return err
+		}
+	}
+	for {
+		if err := watchRoundTrip(conn, r, m.cfg.Timeout, "PING"); err != nil {
+			return err
+		}
+		// Idle until the next ping: a read that ends early is the EOF.
+		conn.SetReadDeadline(time.Now().Add(time.Second))
+		if _, err := r.Peek(1); err == nil {
+			return errors.New("unexpected bytes from the master")
+		} else if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+			return err
+		}
+	}
+}
+
+// watchRoundTrip sends one command and reads a one-line reply.
+func watchRoundTrip(conn net.Conn, r *bufio.Reader, timeout time.Duration, args ...string) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "*%d\r\n", len(args))
+	for _, a := range args {
+		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+	}
+	conn.SetDeadline(time.Now().Add(timeout))
+	if _, err := conn.Write([]byte(b.String())); err != nil {
+		return err
+	}
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if strings.HasPrefix(line, "-") {
+		return errors.New(strings.TrimSpace(line[1:]))
+	}
+	return nil
 }
 
 // isRedisError: the node answered with an error reply (the connection works).

@@ -316,7 +316,6 @@ func (m *Monitor) updateMasterLocked(f map[string]string, start time.Time, err e
 		}
 		st.Reachable, st.Reason = false, "unreachable"
 		m.troubleLocked(start)
-		m.masterLostLocked("a poll of the master failed: "+err.Error(), st)
 		if m.sentinel != nil {
 			// Sentinel will fail it over, or it comes back: either way a
 			// write is better held for a moment than refused.
@@ -550,6 +549,9 @@ func (m *Monitor) switchLocked(addr, cause string, f map[string]string) bool {
 	}
 	if m.cfg.NewMasterProcess != nil {
 		go m.cfg.NewMasterProcess(addr)
+	}
+	if m.cfg.BeforeSwitch != nil && old.Addr != "" {
+		m.cfg.BeforeSwitch(sw)
 	}
 	m.publishLocked()
 	if !m.knownSet {

@@ -35,6 +35,8 @@ type settings struct {
 	SentinelPassword string     `yaml:"sentinel-password"`
 	FailoverHold     duration   `yaml:"failover-hold"`
 	EmptyMasterGuard string     `yaml:"empty-master-guard"`
+	Witness          string     `yaml:"witness"`
+	WitnessTimeout   duration   `yaml:"witness-timeout"`
 	GuardParkAddr    string     `yaml:"guard-park-addr"`
 	UpstreamUser     string     `yaml:"upstream-user"`
 	UpstreamPassword string     `yaml:"upstream-password"`
@@ -93,6 +95,8 @@ func defaultSettings() settings {
 		CausalWait:        duration(2 * time.Millisecond),
 		WriteGate:         "reject",
 		EmptyMasterGuard:  "on",
+		Witness:           "on",
+		WitnessTimeout:    duration(100 * time.Millisecond),
 		GuardParkAddr:     "127.0.0.1:1",
 		WriteGateTimeout:  duration(100 * time.Millisecond),
 		SyncTimeout:       duration(time.Second),
@@ -147,6 +151,8 @@ func newFlagSet(s *settings, o *options) *flag.FlagSet {
 	fs.StringVar(&s.SentinelUser, "sentinel-user", s.SentinelUser, "ACL `user` the proxy authenticates as to the Sentinels")
 	fs.StringVar(&s.SentinelPassword, "sentinel-password", s.SentinelPassword, "`password` the proxy sends to the Sentinels (their own, not the data nodes')")
 	fs.StringVar(&s.EmptyMasterGuard, "empty-master-guard", s.EmptyMasterGuard, "protect the replicas' data when the master restarts empty (`on` or off)")
+	fs.StringVar(&s.Witness, "witness", s.Witness, "hold each write's reply until the proxy's replication link has the write, and replay what a promoted master lacks (`on` or off)")
+	fs.Var(&s.WitnessTimeout, "witness-timeout", "longest a write reply waits for the witness before it is released anyway (counted)")
 	fs.StringVar(&s.GuardParkAddr, "guard-park-addr", s.GuardParkAddr, "`address` (host:port where nothing listens) the guard points replicas at to keep them from resyncing")
 	fs.Var(&s.FailoverHold, "failover-hold", "how long a write waits during a failover for the new master before going to the current one")
 	fs.StringVar(&s.UpstreamUser, "upstream-user", s.UpstreamUser, "ACL `user` the proxy authenticates as to every Redis node")
@@ -386,6 +392,9 @@ func (s *settings) validate() error {
 			return fmt.Errorf("--%s %s is larger than this platform supports", p.flag, p.v)
 		}
 	}
+	if s.Witness != "on" && s.Witness != "off" {
+		return fmt.Errorf("--witness %q: must be on or off", s.Witness)
+	}
 	if s.EmptyMasterGuard != "on" && s.EmptyMasterGuard != "off" {
 		return fmt.Errorf("--empty-master-guard %q: must be on or off", s.EmptyMasterGuard)
 	}
@@ -426,6 +435,7 @@ func checkAddr(addr string) error {
 func (s *settings) proxyConfig() proxy.Config {
 	discover := s.DiscoverReplicas
 	guard := s.EmptyMasterGuard == "on"
+	witness := s.Witness == "on"
 	var users map[string]string
 	if len(s.User) > 0 {
 		users = map[string]string(s.User)
@@ -460,6 +470,8 @@ func (s *settings) proxyConfig() proxy.Config {
 		SentinelPassword:        s.SentinelPassword,
 		FailoverHold:            time.Duration(s.FailoverHold),
 		EmptyMasterGuard:        &guard,
+		Witness:                 &witness,
+		WitnessTimeout:          time.Duration(s.WitnessTimeout),
 		GuardParkAddr:           s.GuardParkAddr,
 		PollInterval:            time.Duration(s.PollInterval),
 		HealthTimeout:           time.Duration(s.HealthTimeout),
@@ -653,7 +665,7 @@ var flagGroups = []struct {
 	title string
 	flags []string
 }{
-	{"Topology", []string{"master", "replica", "discover-replicas", "sentinel", "sentinel-master", "sentinel-user", "sentinel-password", "failover-hold", "empty-master-guard", "guard-park-addr", "upstream-user", "upstream-password"}},
+	{"Topology", []string{"master", "replica", "discover-replicas", "sentinel", "sentinel-master", "sentinel-user", "sentinel-password", "failover-hold", "empty-master-guard", "guard-park-addr", "witness", "witness-timeout", "upstream-user", "upstream-password"}},
 	{"Consistency and write safety", []string{"consistency", "max-lag", "causal-wait", "min-replicas-to-write", "min-replicas-max-lag", "write-gate", "write-gate-timeout", "sync-replicas", "sync-timeout", "sync-timeout-action", "replication-link", "replication-backlog"}},
 	{"Replica health and routing", []string{"poll-interval", "health-timeout", "read-timeout", "read-balance", "allow-command"}},
 	{"Clients", []string{"listen", "requirepass", "user", "maxclients", "max-dedicated-conns", "timeout"}},

@@ -35,6 +35,8 @@ func defaultConfig() proxy.Config {
 		Master:                  "m:1",
 		DiscoverReplicas:        boolPtr(true),
 		EmptyMasterGuard:        boolPtr(true),
+		Witness:                 boolPtr(true),
+		WitnessTimeout:          100 * time.Millisecond,
 		GuardParkAddr:           "127.0.0.1:1",
 		BackendConns:            1,
 		MaxClients:              10000,

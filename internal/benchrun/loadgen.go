@@ -387,7 +387,7 @@ func newLoadClient(cfg *loadConfig, id uint64, conn net.Conn, value []byte) *loa
 		value: value,
 		ops:   make([]loadOp, 0, cfg.pipeline),
 		key:   make([]byte, 0, len("key:")+keyDigits),
-		scan:  resp.NewReplyScanner(resp.Limits{MaxBulkBytes: loadMaxReplyBytes, MaxDepth: 8}),
+		scan:  resp.NewReplyScanner(resp.Limits{MaxBulkBytes: loadMaxReplyBytes}),
 		in:    make([]byte, loadReadBufBytes),
 	}
 }

@@ -90,7 +90,19 @@ func scenarios() []scenario {
 		mixRow("causal", 16, 1_000_000),
 		mixRow("linearizable", 16, 1_000_000),
 		mixRow("eventual", 16, 1_000_000),
+		// The write witness (on in every row above) against off: its
+		// cost must stay within 5% (compare with set-p1-3B, set-p16-3B).
+		witnessOffRow(1, 250_000),
+		witnessOffRow(16, 600_000),
 	}
+}
+
+// witnessOffRow is a SET row through a proxy with --witness off.
+func witnessOffRow(pipeline, requests int) scenario {
+	s := matrixRow("set", pipeline, 3, requests, 0, 0)
+	s.name += "-witness-off"
+	s.proxyArgs = func(*redistest.Topology) []string { return []string{"--witness", "off"} }
+	return s
 }
 
 // replicaRow is a GET run through a proxy that sends reads to both

@@ -1,0 +1,181 @@
+package proxy
+
+import (
+	"context"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+// The write witness (DESIGN.md "Failover and data safety"). A write's reply
+// is released to the client only once the proxy's own replication link has
+// received the stream bytes up to the write's fence: every write a client
+// saw acknowledged is then in the link's backlog, on a second machine than
+// the master, and a failover that promotes a replica lacking it replays it
+// (replay.go). Acknowledged means durable on two machines.
+//
+// Cost: the link reads the stream about when the replicas do, and the
+// fence ROLE answers after the write; so the check nearly always passes at
+// once. When it does not, the reply waits (witnessWait) and the link's
+// OnAdvance hook wakes the loop as soon as the bytes are in. It is bounded
+// by WitnessTimeout, after which the reply is released anyway and counted
+// (replproxy_witness_timeouts_total); with the link down the witness is off
+// (counted, shown in PROXY INFO) rather than blocking every write.
+
+// witnessWait is a write reply waiting for the link to reach its fence.
+type witnessWait struct {
+	s        *session
+	exec     bool     // an EXEC reply: its proxy-answered slots are filled in
+	b        *backend // the connection that answered (ends a finished pin)
+	seq      uint64
+	fence    int64
+	deadline time.Time
+	reply    []byte
+}
+
+// witnessed reports whether a write reply with fence may be released now:
+// the link holds its bytes, or the witness is off or cannot help.
+func (l *loop) witnessed(fence int64, reply []byte) bool {
+	srv := l.srv
+	if !*srv.cfg.Witness || srv.link == nil || reply[0] == '-' {
+		return true
+	}
+	if !srv.link.Connected() {
+		l.stats.witnessOff.Add(1)
+		return true
+	}
+	return srv.link.Offset() >= fence
+}
+
+// awaitWitness parks a write reply until the link holds its bytes;
+// finishWrite delivers it then.
+func (l *loop) awaitWitness(s *session, b *backend, seq uint64, exec bool, fence int64, reply []byte) {
+	srv := l.srv
+	l.witnessWaits = append(l.witnessWaits, witnessWait{
+		s: s, b: b, seq: seq, fence: fence, exec: exec,
+		deadline: l.now.Add(srv.cfg.WitnessTimeout),
+		reply:    append([]byte(nil), reply...),
+	})
+	l.stats.witnessWaited.Add(1)
+	if len(l.witnessWaits) == 1 {
+		l.afterFunc(srv.cfg.WitnessTimeout)
+	}
+	l.updateWitnessNeed()
+	// The link may have passed the fence between the check and the store
+	// of witnessNeed, with its hook seeing the old value: look once more.
+	if srv.link.Offset() >= fence && l.witnessWake.CompareAndSwap(false, true) {
+		_ = l.el.Execute(context.Background(), l.witnessTask)
+	}
+}
+
+// updateWitnessNeed publishes the lowest fence waited for (0: none), which
+// the link's hook compares with its offset.
+func (l *loop) updateWitnessNeed() {
+	need := int64(0)
+	for i := range l.witnessWaits {
+		if f := l.witnessWaits[i].fence; need == 0 || f < need {
+			need = f
+		}
+	}
+	l.witnessNeed.Store(need)
+}
+
+// onLinkAdvance is the link's OnAdvance hook (its own goroutine): loops
+// waiting for an offset now reached are woken.
+func (s *Server) onLinkAdvance(off int64) {
+	for _, l := range *s.loopLst.Load() {
+		if need := l.witnessNeed.Load(); need > 0 && need <= off && l.witnessWake.CompareAndSwap(false, true) {
+			_ = l.el.Execute(context.Background(), l.witnessTask)
+		}
+	}
+}
+
+func newWitnessTask(l *loop) gnet.Runnable {
+	return gnet.RunnableFunc(func(context.Context) error {
+		l.witnessWake.Store(false)
+		l.tick()
+		l.checkWitness(l.now)
+		l.flush()
+		return nil
+	})
+}
+
+// checkWitness releases the replies whose bytes the link holds, and those
+// past the witness timeout (counted).
+func (l *loop) checkWitness(now time.Time) {
+	if len(l.witnessWaits) == 0 {
+		return
+	}
+	have := int64(-1)
+	connected := false
+	if link := l.srv.link; link != nil {
+		have, connected = link.Offset(), link.Connected()
+	}
+	kept := l.witnessWaits[:0]
+	for _, w := range l.witnessWaits {
+		switch {
+		case w.s.closed:
+		case w.fence <= have:
+			l.finishWrite(w.s, w.b, w.seq, w.exec, w.fence, w.reply)
+		case !now.Before(w.deadline) || !connected:
+			if connected {
+				l.stats.witnessTimeouts.Add(1)
+			} else {
+				l.stats.witnessOff.Add(1)
+			}
+			l.finishWrite(w.s, w.b, w.seq, w.exec, w.fence, w.reply)
+		default:
+			kept = append(kept, w)
+		}
+	}
+	for i := len(kept); i < len(l.witnessWaits); i++ {
+		l.witnessWaits[i] = witnessWait{}
+	}
+	l.witnessWaits = kept
+	l.updateWitnessNeed()
+	if len(kept) > 0 {
+		l.afterFunc(max(time.Millisecond, kept[0].deadline.Sub(now)))
+	}
+}
+
+// finishWrite delivers a witnessed write reply, through the synchronous
+// replication wait when --sync-replicas asks for one.
+func (l *loop) finishWrite(s *session, b *backend, seq uint64, exec bool, fence int64, reply []byte) {
+	if l.srv.cfg.SyncReplicas > 0 && !s.closed && reply[0] != '-' && l.holdForReplicas(s, seq, exec, fence, reply) {
+		return
+	}
+	s.release(b, seq, exec, reply)
+}
+
+// release delivers a write's reply, filling in the slots of an EXEC that
+// the proxy answered itself (multi.go): every delayed path must come here,
+// not to deliver, or those slots show their stand-ins.
+func (s *session) release(b *backend, seq uint64, exec bool, reply []byte) {
+	if exec {
+		s.execReply(b, seq, reply)
+		return
+	}
+	s.deliver(b, seq, reply)
+}
+
+// witnessBacklogShort reports whether the link's backlog is smaller than
+// what a replica lags behind by: a failover promoting it could not be
+// repaired from the backlog.
+func (s *Server) witnessBacklogShort() (short bool, lagBytes int64) {
+	snap := s.topo.Load()
+	if snap == nil {
+		return false, 0
+	}
+	for i := range snap.Replicas {
+		lagBytes = max(lagBytes, snap.Replicas[i].LagBytes)
+	}
+	return lagBytes > int64(backlogBytes(s.cfg.ReplicationBacklogBytes)), lagBytes
+}
+
+// backlogBytes is the link's backlog size for a configured value.
+func backlogBytes(n int) int {
+	if n <= 0 {
+		return 1 << 20
+	}
+	return n
+}

@@ -1,0 +1,120 @@
+package replstream
+
+import (
+	"sync"
+
+	"github.com/replproxy/replproxy/resp"
+)
+
+// marks remembers where, in the stream, transactions began and ended and
+// which database each SELECT chose: what a replay of a stream suffix
+// needs to start at a command that a replica can run on its own. The link
+// goroutine writes; ReplayStart reads, rarely (after a failover), under mu.
+type marks struct {
+	mu sync.Mutex
+	// txs are the last maxMarks transactions: the offset just before their
+	// MULTI and the offset after their EXEC (or DISCARD); openTx is the
+	// start of one not closed yet (-1: none).
+	txs    []span
+	openTx int64
+	// selects are the last maxMarks SELECTs: the offset just before each
+	// and the db it chose; dbBefore is the db in effect before selects[0]
+	// (-1: unknown, the stream began before the proxy saw a SELECT).
+	selects  []dbMark
+	dbBefore int
+	init     bool
+}
+
+type span struct{ start, end int64 }
+
+type dbMark struct {
+	off int64
+	db  int
+}
+
+// maxMarks bounds each list; older marks are forgotten (a replay that
+// needs one then starts from where the history is certain, or not at all).
+const maxMarks = 4096
+
+// note records one stream command occupying offsets (before, after].
+func (m *marks) note(args [][]byte, before, after int64) {
+	if len(args) == 0 {
+		return
+	}
+	switch {
+	case resp.EqualFold(args[0], "SELECT") && len(args) == 2:
+		db, ok := resp.ParseInt(args[1])
+		if !ok {
+			return
+		}
+		m.mu.Lock()
+		m.setup()
+		if len(m.selects) == maxMarks {
+			m.dbBefore = m.selects[0].db
+			m.selects = append(m.selects[:0], m.selects[1:]...)
+		}
+		m.selects = append(m.selects, dbMark{before, int(db)})
+		m.mu.Unlock()
+	case resp.EqualFold(args[0], "MULTI"):
+		m.mu.Lock()
+		m.setup()
+		m.openTx = before
+		m.mu.Unlock()
+	case resp.EqualFold(args[0], "EXEC") || resp.EqualFold(args[0], "DISCARD"):
+		m.mu.Lock()
+		m.setup()
+		if m.openTx >= 0 {
+			if len(m.txs) == maxMarks {
+				m.txs = append(m.txs[:0], m.txs[1:]...)
+			}
+			m.txs = append(m.txs, span{m.openTx, after})
+			m.openTx = -1
+		}
+		m.mu.Unlock()
+	}
+}
+
+func (m *marks) setup() {
+	if !m.init {
+		m.init, m.openTx, m.dbBefore = true, -1, -1
+	}
+}
+
+func (m *marks) replayStart(from int64) (int64, int, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.setup()
+	start := from
+	for i := len(m.txs) - 1; i >= 0; i-- {
+		t := m.txs[i]
+		if t.start < from && from < t.end {
+			start = t.start
+			break
+		}
+		if t.end <= from {
+			break
+		}
+	}
+	if m.openTx >= 0 && m.openTx < start {
+		start = m.openTx
+	}
+	db := m.dbBefore
+	for _, s := range m.selects {
+		if s.off >= start {
+			break
+		}
+		db = s.db
+	}
+	if db < 0 {
+		return start, 0, false
+	}
+	return start, db, true
+}
+
+// reset forgets every mark: a full resync starts another history.
+func (m *marks) reset() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.txs, m.selects = m.txs[:0], m.selects[:0]
+	m.init = false
+}

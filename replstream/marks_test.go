@@ -1,0 +1,52 @@
+package replstream
+
+import "testing"
+
+func args(s ...string) [][]byte {
+	out := make([][]byte, len(s))
+	for i, x := range s {
+		out[i] = []byte(x)
+	}
+	return out
+}
+
+// The stream below, by offsets: SELECT 0 (0,10], SET (10,20], MULTI (20,30],
+// SET (30,40], SET (40,50], EXEC (50,60], SELECT 3 (60,70], SET (70,80],
+// MULTI (80,90] (still open), SET (90,100].
+func TestReplayStart(t *testing.T) {
+	var m marks
+	for _, c := range []struct {
+		a      []string
+		lo, hi int64
+	}{
+		{[]string{"SELECT", "0"}, 0, 10}, {[]string{"SET", "a", "1"}, 10, 20},
+		{[]string{"MULTI"}, 20, 30}, {[]string{"SET", "b", "1"}, 30, 40}, {[]string{"SET", "c", "1"}, 40, 50}, {[]string{"EXEC"}, 50, 60},
+		{[]string{"SELECT", "3"}, 60, 70}, {[]string{"SET", "d", "1"}, 70, 80},
+		{[]string{"MULTI"}, 80, 90}, {[]string{"SET", "e", "1"}, 90, 100},
+	} {
+		m.note(args(c.a...), c.lo, c.hi)
+	}
+	for _, tc := range []struct {
+		name  string
+		from  int64
+		start int64
+		db    int
+		ok    bool
+	}{
+		{"at a plain command boundary", 10, 10, 0, true},
+		{"at the boundary before a MULTI", 20, 20, 0, true},
+		// A replica that applied MULTI and one SET discarded them.
+		{"inside a transaction: from its MULTI", 40, 20, 0, true},
+		{"right after EXEC", 60, 60, 0, true},
+		{"after SELECT 3: db 3", 70, 70, 3, true},
+		{"inside the open transaction", 90, 80, 3, true},
+		{"before the first SELECT: db unknown", 0, 0, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			start, db, ok := m.replayStart(tc.from)
+			if start != tc.start || ok != tc.ok || (ok && db != tc.db) {
+				t.Fatalf("replayStart(%d) = %d, db %d, %v; want %d, db %d, %v", tc.from, start, db, ok, tc.start, tc.db, tc.ok)
+			}
+		})
+	}
+}
