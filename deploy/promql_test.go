@@ -17,17 +17,14 @@ import (
 )
 
 // notYetBuilt are the metric names the dashboard and the alert rules use
-// before replproxy exposes them: the write witness's (issue 11). Expressions
-// naming one of them may return no series in the live test, and only those.
+// before replproxy exposes them; none today. Expressions naming one of them
+// may return no series in the live test, and only those.
 // TestNotYetBuiltIsShrinking fails once a name lands in metrics.Names():
 // then delete it here, so that the live test demands data for it. (A
 // labelled counter should expose every label value at 0 from the start, as
 // replproxy_read_fallbacks_total does, or its panels stay empty until the
 // first event.)
-var notYetBuilt = []string{
-	"replproxy_witness_timeouts_total",
-	"replproxy_witness_backlog_short",
-}
+var notYetBuilt = []string{}
 
 // untilFirstSwitch are exposed, but only from the first master switch on
 // (the switch-time histogram has no series before there is a switch to
@@ -195,7 +192,7 @@ func TestAlertRules(t *testing.T) {
 		"ReplproxyBackendDown", "ReplproxyStreamLinkDown", "ReplproxyStreamHistoryReset",
 		"ReplproxyClientsRejected", "ReplproxyReadsFallingBackToMaster", "ReplproxyLatencyHigh",
 		"ReplproxyMasterSwitched", "ReplproxyGuardActed", "ReplproxyGuardActing", "ReplproxyWitnessTimeouts",
-		"ReplproxyMasterPersistenceOff", "ReplproxyWitnessBacklogShort",
+		"ReplproxyMasterPersistenceOff", "ReplproxyWitnessBacklogShort", "ReplproxyFailoverWritesLost",
 	} {
 		if _, ok := byName[name]; !ok {
 			t.Errorf("no alert %s", name)
