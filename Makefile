@@ -41,3 +41,16 @@ clean:
 
 deps:
 	deploy/ensure-redis.sh
+
+# Deployment (deploy/README.md). image and compose-up need Docker;
+# deploy-test runs the deployment files' tests alone (make test runs them too).
+.PHONY: image compose-up deploy-test
+
+image:
+	docker build -f deploy/Dockerfile --build-arg VERSION=$(VERSION) -t replproxy:$(VERSION) .
+
+compose-up:
+	REPLPROXY_VERSION=$(VERSION) docker compose -f deploy/docker-compose.yml up --build
+
+deploy-test: deps
+	$(GO) test -race -count=1 -timeout 14m ./deploy/

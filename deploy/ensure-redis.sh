@@ -23,6 +23,33 @@ report_ok() {
 	fi
 }
 
+# The deployment tests (deploy/) run a real Prometheus and promtool on the
+# Compose stack's config; Debian's prometheus package has both.
+ensure_prometheus() {
+	if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; then
+		echo "prometheus: ok ($(prometheus --version 2>&1 | head -n 1))"
+		return 0
+	fi
+	if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+		echo "prometheus: installing the prometheus package with apt-get" >&2
+		export DEBIAN_FRONTEND=noninteractive
+		# The package may try to start a prometheus service; nothing depends on it.
+		if apt-get update -qq && apt-get install -y -qq prometheus &&
+			command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; then
+			echo "prometheus: ok ($(prometheus --version 2>&1 | head -n 1))"
+			return 0
+		fi
+		echo "prometheus: apt-get could not install the package (see above)" >&2
+	fi
+	echo "missing: prometheus and promtool (the deployment tests in deploy/ need them and fail without). Install with: sudo apt-get install -y prometheus" >&2
+	return 1
+}
+# `make run` calls this script too and needs no Prometheus: only CI stops
+# here; elsewhere the deployment tests fail, naming the package.
+if ! ensure_prometheus && [[ "${CI:-}" == "true" ]]; then
+	exit 1
+fi
+
 if have_all; then
 	report_ok
 	exit 0
