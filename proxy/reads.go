@@ -143,11 +143,15 @@ func (l *loop) gatherReplicas(proto int, current, exclude *nodePool) ([]replicaF
 	return rs, cur
 }
 
-// gatherLags fills in the lag of every usable replica, at one instant.
+// gatherLags fills in the lag of every usable replica, at one instant
+// (read only when there is one).
 func (l *loop) gatherLags(rs []replicaFact) {
-	now := time.Now()
+	var now time.Time
 	for i := range rs {
 		if f := &rs[i]; f.usable {
+			if now.IsZero() {
+				now = time.Now()
+			}
 			f.lagMs = l.srv.lagMsAt(f.offset, now)
 		}
 	}
