@@ -156,9 +156,13 @@ func (c consistency) tracksFloor() bool {
 //     requests, and every fallback go to the master, which has applied
 //     every write it acknowledged.
 //
-// TestCausalReadsSeeAcknowledgedWrites and TestMonotonicReadsAcross-
-// MasterAndReplicas catch a plan that breaks this; TestPlanRead pins each
-// step.
+// Linearizable reads add in.linRequired: a master offset sampled by a ROLE
+// sent after the read arrived (session.linearize), so writes made through
+// other proxies or directly are covered too.
+//
+// A plan that breaks this is caught by TestCausalReadsSeeAcknowledgedWrites,
+// TestMonotonicReadsAcrossMasterAndReplicas and
+// TestLinearizableReadsSeeDirectWrites; TestPlanRead pins each step.
 func planRead(in *readInput) readPlan {
 	p := readPlan{replica: toMaster, fallback: noFallback, rr: in.rr}
 	if in.pinned {
