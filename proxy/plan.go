@@ -34,7 +34,7 @@ type readNeed uint8
 
 const (
 	haveFence    readNeed = 1 << iota // readInput.fenceTrusted and fence
-	haveReplicas                      // readInput.replicas and current
+	haveReplicas                      // readInput.replicas, current and the configuration
 	haveLags                          // replicaFact.lagMs
 )
 
@@ -61,17 +61,18 @@ type readInput struct {
 	floorEpoch  uint64
 	sampleEpoch uint64
 	sampleOff   int64
-	// Configuration, and the loop's round-robin counter.
-	maxLagMs   int64 // --max-lag
-	nearMs     int64 // --poll-interval plus --causal-wait: see pickBehind
-	roundRobin bool  // --read-balance round-robin
-	rr         int
+	// The loop's round-robin counter.
+	rr int
 	// have says which of the facts gathered on demand are filled in.
 	have readNeed
 	// replicas, one per snapshot replica; current is the index of the one
-	// the session's reads are in flight on (-1: none).
-	replicas []replicaFact
-	current  int
+	// the session's reads are in flight on (-1: none). The configuration
+	// that judges them comes with them.
+	replicas   []replicaFact
+	current    int
+	maxLagMs   int64 // --max-lag
+	nearMs     int64 // --poll-interval plus --causal-wait: see pickBehind
+	roundRobin bool  // --read-balance round-robin
 }
 
 // toMaster is readPlan.replica for a read that goes to the master.
@@ -174,7 +175,8 @@ func planRead(in *readInput) readPlan {
 		// and the master runs this read after it, in order. Waiting to
 		// switch to a replica would cost the pipeline a round trip, and an
 		// offset check that fails (the replica not there yet) another.
-		return p.master(in, fallbackPipelined)
+		p.master(in, fallbackPipelined)
+		return p
 	}
 	var required int64
 	switch in.mode {
@@ -190,7 +192,8 @@ func planRead(in *readInput) readPlan {
 			return readPlan{need: need &^ in.have}
 		}
 		if i := p.pickFor(in, want); i >= 0 {
-			return p.onReplica(in, i)
+			p.onReplica(in, i)
+			return p
 		}
 		p.fallback = reason
 		return p
@@ -200,32 +203,35 @@ func planRead(in *readInput) readPlan {
 			return p
 		}
 		if in.linRequired == linNoSample {
-			return p.master(in, noFallback)
+			p.master(in, noFallback)
+			return p
 		}
 		required = in.linRequired
 	}
-	if in.have&haveFence == 0 {
-		return readPlan{need: haveFence}
+	// The replicas are needed from here on but for a lost fence, a rare
+	// fallback: ask for both at once.
+	if need := haveFence | haveReplicas; in.have&need != need {
+		return readPlan{need: need &^ in.have}
 	}
 	if !in.fenceTrusted {
-		return p.master(in, fallbackFenceLost)
+		p.master(in, fallbackFenceLost)
+		return p
 	}
 	known, floor := in.settledFloor()
-	if in.have&haveReplicas == 0 {
-		return readPlan{need: haveReplicas}
-	}
 	p.settleFloor = true
 	if !known {
 		reason := fallbackNoReplica
 		if in.anyEligible() {
 			reason = fallbackFloorUnknown
 		}
-		return p.master(in, reason)
+		p.master(in, reason)
+		return p
 	}
 	required = max(required, in.fence, floor)
 	p.fenced = true // the reply sets the floor
 	if i := p.pickFor(in, replicaWant{minOffset: required}); i >= 0 {
-		return p.onReplica(in, i)
+		p.onReplica(in, i)
+		return p
 	}
 	if in.have&haveLags == 0 {
 		return readPlan{need: haveLags}
@@ -234,31 +240,32 @@ func planRead(in *readInput) readPlan {
 	p.rr = rr
 	if i >= 0 {
 		p.conditional, p.required = true, required
-		return p.onReplica(in, i)
+		p.onReplica(in, i)
+		return p
 	}
-	return p.master(in, fallbackNoReplica)
+	p.master(in, fallbackNoReplica)
+	return p
 }
 
 // master sends the read to the master. Under causal and linearizable it
 // leaves the connection's floor to a later master ROLE.
-func (p readPlan) master(in *readInput, reason fallbackReason) readPlan {
+func (p *readPlan) master(in *readInput, reason fallbackReason) {
 	p.replica, p.conditional, p.required, p.fenced = toMaster, false, 0, false
 	p.floorLater = in.mode.tracksFloor()
 	if reason != noFallback {
 		p.fallback = reason
 	}
-	return p
 }
 
 // onReplica sends the read to replica i, unless a connection to it can
 // neither be reused nor dialed (backoff): then to the master, uncounted.
 // Only the session's current replica can be chosen in that state.
-func (p readPlan) onReplica(in *readInput, i int) readPlan {
+func (p *readPlan) onReplica(in *readInput, i int) {
 	if f := &in.replicas[i]; !f.connected && f.dialBlocked {
-		return p.master(in, noFallback)
+		p.master(in, noFallback)
+		return
 	}
 	p.replica = i
-	return p
 }
 
 // pickFor chooses a replica satisfying w. The session's current replica

@@ -96,18 +96,37 @@ func needNames(n readNeed) string {
 }
 
 // planLazily plans as session.placeRead does: from the session's own facts
-// only, handing planRead each costly fact when it asks. Facts not yet asked
-// for are wrong on purpose (fence untrusted, lags unknown), so a plan that
-// used one before asking differs from the plan made with everything.
-func planLazily(t *testing.T, full readInput) (readPlan, readNeed) {
+// and those in pre (what usualNeeds gathers up front), handing planRead
+// each other costly fact when it asks. Facts not yet asked
+// for are wrong on purpose (fence untrusted, lags unknown, configuration
+// inverted), so a plan that used one before asking differs from the plan
+// made with everything.
+func planLazily(t *testing.T, full readInput, pre readNeed) (readPlan, readNeed) {
 	t.Helper()
 	in := full
 	in.have, in.fenceTrusted, in.fence, in.replicas, in.current = 0, false, 0, nil, -1
+	in.maxLagMs, in.nearMs, in.roundRobin = -1, -1, !full.roundRobin
 	rs := make([]replicaFact, len(full.replicas))
 	for i, f := range full.replicas {
 		f.lagMs = -1
 		rs[i] = f
 	}
+	give := func(need readNeed) {
+		if need&haveFence != 0 {
+			in.fenceTrusted, in.fence = full.fenceTrusted, full.fence
+		}
+		if need&haveReplicas != 0 {
+			in.replicas, in.current = rs, full.current
+			in.maxLagMs, in.nearMs, in.roundRobin = full.maxLagMs, full.nearMs, full.roundRobin
+		}
+		if need&haveLags != 0 {
+			for i := range rs {
+				rs[i].lagMs = full.replicas[i].lagMs
+			}
+		}
+		in.have |= need
+	}
+	give(pre)
 	var asked readNeed
 	for {
 		p := planRead(&in)
@@ -118,18 +137,7 @@ func planLazily(t *testing.T, full readInput) (readPlan, readNeed) {
 			t.Fatalf("planRead asked again for %s", needNames(p.need&in.have))
 		}
 		asked |= p.need
-		if p.need&haveFence != 0 {
-			in.fenceTrusted, in.fence = full.fenceTrusted, full.fence
-		}
-		if p.need&haveReplicas != 0 {
-			in.replicas, in.current = rs, full.current
-		}
-		if p.need&haveLags != 0 {
-			for i := range rs {
-				rs[i].lagMs = full.replicas[i].lagMs
-			}
-		}
-		in.have |= p.need
+		give(p.need)
 	}
 }
 
@@ -210,7 +218,7 @@ func TestPlanRead(t *testing.T) {
 			want: "r0 fenced settle", asks: "fence replicas"},
 		{name: "causal: fence lost: master, floor not settled", mode: consistencyCausal, rs: fresh,
 			mod:  func(in *readInput) { in.fenceTrusted = false },
-			want: "master floorLater fallback=fence_lost", asks: "fence"},
+			want: "master floorLater fallback=fence_lost", asks: "fence replicas"},
 		{name: "causal: pipelined behind its own master requests: stays there, asks nothing", mode: consistencyCausal, rs: fresh,
 			mod:  func(in *readInput) { in.behindOwnOnMaster = true },
 			want: "master floorLater fallback=pipelined_behind_master"},
@@ -276,7 +284,7 @@ func TestPlanRead(t *testing.T) {
 			want: "master floorLater fallback=pipelined_behind_master"},
 		{name: "linearizable: fence lost", mode: consistencyLinearizable, rs: fresh,
 			mod:  func(in *readInput) { in.fenceTrusted, in.linRequired = false, 150 },
-			want: "master floorLater fallback=fence_lost", asks: "fence"},
+			want: "master floorLater fallback=fence_lost", asks: "fence replicas"},
 		{name: "linearizable: floor unknown", mode: consistencyLinearizable, rs: fresh,
 			mod:  func(in *readInput) { in.floorEpoch, in.linRequired = 3, 150 },
 			want: "master floorLater settle fallback=floor_unknown", asks: "fence replicas"},
@@ -350,12 +358,15 @@ func TestPlanRead(t *testing.T) {
 			if got := describe(p, &in); got != tc.want {
 				t.Errorf("planRead = %q, want %q", got, tc.want)
 			}
-			lazy, asked := planLazily(t, in)
-			if lazy != p {
-				t.Errorf("planned on demand: %q, with every fact: %q", describe(lazy, &in), describe(p, &in))
-			}
-			if got := needNames(asked); got != tc.asks {
-				t.Errorf("asked for %q, want %q", got, tc.asks)
+			// Whatever is gathered up front (usualNeeds), the plan is the same.
+			for pre := readNeed(0); pre <= haveFence|haveReplicas|haveLags; pre++ {
+				lazy, asked := planLazily(t, in, pre)
+				if lazy != p {
+					t.Errorf("planned on demand with %q gathered first: %q, with every fact: %q", needNames(pre), describe(lazy, &in), describe(p, &in))
+				}
+				if got := needNames(asked); pre == 0 && got != tc.asks {
+					t.Errorf("asked for %q, want %q", got, tc.asks)
+				}
 			}
 		})
 	}
@@ -385,7 +396,8 @@ func TestSettledFloorMatchesSettleFloor(t *testing.T) {
 								}
 								s.floorConn = b
 							}
-							in := s.readInput()
+							var in readInput
+							s.readInput(&in)
 							known, floor := in.settledFloor()
 							if got := s.settleFloor(); got != known || s.floor != floor {
 								t.Fatalf("planned known=%v floor=%d; settleFloor made %v, %d", known, floor, got, s.floor)
@@ -516,7 +528,8 @@ func TestPlaceReadAllocs(t *testing.T) {
 	} {
 		s.consistency, s.linCovered = tc.mode, 1
 		srv.fence.Store(tc.fence)
-		in := s.readInput()
+		var in readInput
+		s.readInput(&in)
 		if got := describe(s.placeRead(), &in); got != tc.want {
 			t.Fatalf("%v, fence %d: placed %q, want %q", tc.mode, tc.fence, got, tc.want)
 		}

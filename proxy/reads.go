@@ -13,7 +13,11 @@ func (s *session) sendRead(cmd resp.Command, raw []byte) bool {
 
 // placeRead gathers what planRead asks for, until it decides.
 func (s *session) placeRead() readPlan {
-	in := s.readInput()
+	var in readInput
+	s.readInput(&in)
+	if need := s.usualNeeds(&in); need != 0 {
+		s.gather(&in, need)
+	}
 	p := planRead(&in)
 	for p.need != 0 {
 		s.gather(&in, p.need)
@@ -22,30 +26,44 @@ func (s *session) placeRead() readPlan {
 	return p
 }
 
-// readInput takes the session's own facts; the rest is gathered on demand.
-func (s *session) readInput() readInput {
-	cfg := &s.srv.cfg
-	in := readInput{
-		mode:              s.consistency,
-		pinned:            s.pinned != nil,
-		behindOwnOnMaster: s.behindOwnOnMaster(),
-		linCovered:        s.linCovered > 0,
-		linRequired:       s.linRequired,
-		floor:             s.floor,
-		floorEpoch:        s.floorEpoch,
-		sampleEpoch:       s.l.sampleEpoch,
-		sampleOff:         s.l.sampleOff,
-		maxLagMs:          cfg.MaxLag.Milliseconds(),
-		nearMs:            s.srv.nearMs(),
-		roundRobin:        s.srv.roundRobin(),
-		rr:                s.l.rr,
-		current:           -1,
+// usualNeeds is what planRead asks for on the common path of the session's
+// mode, gathered before it is asked so that the read is planned once.
+// Facts planRead does not use never change its plan (TestPlanRead plans
+// every row on demand too), so this decides only what placing costs.
+func (s *session) usualNeeds(in *readInput) readNeed {
+	if in.pinned {
+		return 0
 	}
+	switch in.mode {
+	case consistencyEventual:
+		return haveReplicas
+	case consistencyBounded:
+		return haveReplicas | haveLags
+	case consistencyCausal:
+		if !in.behindOwnOnMaster {
+			return haveFence | haveReplicas
+		}
+	case consistencyLinearizable:
+		if !in.behindOwnOnMaster && in.linCovered && in.linRequired != linNoSample {
+			return haveFence | haveReplicas
+		}
+	}
+	return 0
+}
+
+// readInput fills in the session's own facts (in place: a copy of the
+// struct on return cost as much as the rest of placing a strong read); the
+// rest is gathered on demand.
+func (s *session) readInput(in *readInput) {
+	in.mode, in.pinned, in.behindOwnOnMaster = s.consistency, s.pinned != nil, s.behindOwnOnMaster()
+	in.linCovered, in.linRequired = s.linCovered > 0, s.linRequired
+	in.floor, in.floorEpoch = s.floor, s.floorEpoch
+	in.sampleEpoch, in.sampleOff = s.l.sampleEpoch, s.l.sampleOff
 	if b := s.floorConn; b != nil {
 		// A ROLE on another connection may have overtaken the read.
 		in.sampleEpoch, in.sampleOff = b.sampleEpoch, b.sampleOff
 	}
-	return in
+	in.rr, in.current = s.l.rr, -1
 }
 
 // gather fills in the facts planRead asked for.
@@ -59,6 +77,8 @@ func (s *session) gather(in *readInput, need readNeed) {
 			cur = t.pool
 		}
 		in.replicas, in.current = s.l.gatherReplicas(s.proto, cur, nil)
+		in.maxLagMs, in.nearMs, in.roundRobin = s.srv.cfg.MaxLag.Milliseconds(), s.srv.nearMs(), s.srv.roundRobin()
+		in.have &^= haveLags // fresh facts: lags unknown
 	}
 	if need&haveLags != 0 {
 		s.l.gatherLags(in.replicas)
@@ -143,27 +163,22 @@ func (l *loop) gatherReplicas(proto int, current, exclude *nodePool) ([]replicaF
 	return rs, cur
 }
 
-// gatherLags fills in the lag of every usable replica, at one instant
-// (read only when there is one).
+// gatherLags fills in the lag of every usable replica (Server.lagMs), at
+// one instant: the clock is read once, and only when a lag is looked up.
 func (l *loop) gatherLags(rs []replicaFact) {
+	link := l.srv.link
+	if link == nil {
+		return // unknown, as lagMs says
+	}
 	var now time.Time
 	for i := range rs {
-		if f := &rs[i]; f.usable {
+		if f := &rs[i]; f.usable && f.offset >= 0 {
 			if now.IsZero() {
 				now = time.Now()
 			}
-			f.lagMs = l.srv.lagMsAt(f.offset, now)
+			f.lagMs = link.LagMs(f.offset, now)
 		}
 	}
-}
-
-// lagMsAt is lagMs at a given instant, so that one clock read serves a
-// whole gather.
-func (s *Server) lagMsAt(offset int64, now time.Time) int64 {
-	if s.link == nil || offset < 0 {
-		return -1
-	}
-	return s.link.LagMs(offset, now)
 }
 
 // nearMs is how far behind an up-to-date replica looks between two polls
