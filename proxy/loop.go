@@ -82,6 +82,10 @@ type loop struct {
 	syncWaits   []syncWait
 	// redoBuf holds a copy of a request being re-sent.
 	redoBuf []byte
+	// readFacts and readPools (the pool of each fact) are the replica facts
+	// gathered to place a read (gatherReplicas), reused from read to read.
+	readFacts []replicaFact
+	readPools []*nodePool
 	// lastRefresh is when replica offsets were last asked for; refreshTimer
 	// says a paced refresh is scheduled.
 	lastRefresh  time.Time
@@ -259,49 +263,6 @@ func (p *nodePool) usable(st *router.NodeState) bool {
 		return false
 	}
 	return p.demotedAt.IsZero() || st.Seen.After(p.demotedAt)
-}
-
-// pickReplica chooses the replica pool for a read by a session speaking
-// proto, or returns nil when no replica may serve it. ok, when not nil,
-// must accept the replica. Least outstanding requests wins; the monitor's
-// round-trip average breaks ties.
-func (l *loop) pickReplica(proto int, exclude *nodePool, ok func(*nodePool, *router.NodeState) bool) *nodePool {
-	snap := l.srv.topo.Load()
-	if snap == nil {
-		return nil
-	}
-	var best *nodePool
-	bestOut, bestRTT := 0, time.Duration(0)
-	roundRobin := l.srv.cfg.ReadBalance == "round-robin"
-	n := len(snap.Replicas)
-	if roundRobin && n > 0 {
-		l.rr++
-	}
-	for i := 0; i < n; i++ {
-		j := i
-		if roundRobin {
-			j = (i + l.rr) % n
-		}
-		st := &snap.Replicas[j]
-		if !st.Eligible {
-			continue
-		}
-		p := l.replicaPool(st.Addr)
-		if p == exclude || !p.usable(st) || p.mayDial() != "" || (ok != nil && !ok(p, st)) {
-			continue
-		}
-		if roundRobin {
-			return p
-		}
-		out := 0
-		if b := p.shared[proto-2][0]; b != nil {
-			out = b.pend.len()
-		}
-		if best == nil || out < bestOut || (out == bestOut && st.RTT < bestRTT) {
-			best, bestOut, bestRTT = p, out, st.RTT
-		}
-	}
-	return best
 }
 
 // stillEligible reports whether a replica a session is reading from may

@@ -1,84 +1,127 @@
 package proxy
 
 import (
+	"time"
+
 	"github.com/replproxy/replproxy/resp"
-	"github.com/replproxy/replproxy/router"
 )
 
-// sendRead routes a read by the session's consistency mode (DESIGN.md):
-// strong reads go to the master; eventual reads to any usable replica;
-// bounded reads to a replica within --max-lag; causal and linearizable
-// reads to a replica that has applied the offset they need (the causal
-// fence and the session's floor, plus, for linearizable, the master's
-// offset sampled after the read arrived), checking with a ROLE pipelined
-// before the read when the replica's offset is not known to suffice.
+// sendRead places a read (planRead) and sends it where the plan says.
 func (s *session) sendRead(cmd resp.Command, raw []byte) bool {
-	if s.pinned != nil {
-		return s.send(cmd, raw, false, true) // inside MULTI, WATCH...: in order on the master
+	return s.runRead(s.placeRead(), cmd, raw)
+}
+
+// placeRead gathers what planRead asks for, until it decides.
+func (s *session) placeRead() readPlan {
+	var in readInput
+	s.readInput(&in)
+	if need := s.usualNeeds(&in); need != 0 {
+		s.gather(&in, need)
 	}
-	if (s.consistency == consistencyCausal || s.consistency == consistencyLinearizable) && s.behindOwnOnMaster() {
-		// Pipelined behind requests of its own still in flight on the
-		// master (a write, typically): no replica can have that write yet,
-		// and the master runs this read after it, in order. Waiting to
-		// switch to a replica would cost the pipeline a round trip, and an
-		// offset check that fails (the replica not there yet) another.
-		s.l.stats.fallback(fallbackPipelined)
-		return s.sendMasterRead(cmd, raw)
+	p := planRead(&in)
+	for p.need != 0 {
+		s.gather(&in, p.need)
+		p = planRead(&in)
 	}
-	var required int64
-	switch s.consistency {
-	case consistencyStrong:
-		return s.send(cmd, raw, false, true)
+	return p
+}
+
+// usualNeeds is what planRead asks for on the common path of the session's
+// mode, gathered before it is asked so that the read is planned once.
+// Facts planRead does not use never change its plan (TestPlanRead plans
+// every row on demand too), so this decides only what placing costs.
+func (s *session) usualNeeds(in *readInput) readNeed {
+	if in.pinned {
+		return 0
+	}
+	switch in.mode {
 	case consistencyEventual:
-		if pool := s.pickFor(-1, false); pool != nil {
-			return s.sendReplica(pool, cmd, raw)
-		}
-		s.l.stats.fallback(fallbackNoReplica)
-		return s.send(cmd, raw, false, true)
+		return haveReplicas
 	case consistencyBounded:
-		if pool := s.pickFor(-1, true); pool != nil {
-			return s.sendReplica(pool, cmd, raw)
+		return haveReplicas | haveLags
+	case consistencyCausal:
+		if !in.behindOwnOnMaster {
+			return haveFence | haveReplicas
 		}
-		s.l.stats.fallback(fallbackBoundedLag)
-		return s.send(cmd, raw, false, true)
 	case consistencyLinearizable:
-		if s.linCovered <= 0 {
-			return s.linearize()
+		if !in.behindOwnOnMaster && in.linCovered && in.linRequired != linNoSample {
+			return haveFence | haveReplicas
 		}
-		if s.linRequired == linNoSample {
-			return s.sendMasterRead(cmd, raw)
+	}
+	return 0
+}
+
+// readInput fills in the session's own facts (in place: a copy of the
+// struct on return cost as much as the rest of placing a strong read); the
+// rest is gathered on demand.
+func (s *session) readInput(in *readInput) {
+	in.mode, in.pinned, in.behindOwnOnMaster = s.consistency, s.pinned != nil, s.behindOwnOnMaster()
+	in.linCovered, in.linRequired = s.linCovered > 0, s.linRequired
+	in.floor, in.floorEpoch = s.floor, s.floorEpoch
+	in.sampleEpoch, in.sampleOff = s.l.sampleEpoch, s.l.sampleOff
+	if b := s.floorConn; b != nil {
+		// A ROLE on another connection may have overtaken the read.
+		in.sampleEpoch, in.sampleOff = b.sampleEpoch, b.sampleOff
+	}
+	in.rr, in.current = s.l.rr, -1
+}
+
+// gather fills in the facts planRead asked for.
+func (s *session) gather(in *readInput, need readNeed) {
+	if need&haveFence != 0 {
+		in.fenceTrusted, in.fence = s.srv.fenceTrusted(s.l.nowNs), s.srv.fence.Load()
+	}
+	if need&haveReplicas != 0 {
+		var cur *nodePool
+		if t := s.target; t != nil && t.pool.replica && !s.idle() && t.state != stateClosed {
+			cur = t.pool
 		}
-		required = s.linRequired
+		in.replicas, in.current = s.l.gatherReplicas(s.proto, cur, nil)
+		in.maxLagMs, in.nearMs, in.roundRobin = s.srv.cfg.MaxLag.Milliseconds(), s.srv.nearMs(), s.srv.roundRobin()
+		in.have &^= haveLags // fresh facts: lags unknown
 	}
-	now := s.l.nowNs
-	if !s.srv.fenceTrusted(now) {
-		s.l.stats.fallback(fallbackFenceLost)
-		return s.sendMasterRead(cmd, raw)
+	if need&haveLags != 0 {
+		s.l.gatherLags(in.replicas)
 	}
-	if !s.settleFloor() {
-		if s.l.replicaEligible() {
-			s.l.stats.fallback(fallbackFloorUnknown)
-		} else {
-			s.l.stats.fallback(fallbackNoReplica)
+	in.have |= need
+}
+
+// runRead executes plan p for the read being dispatched.
+func (s *session) runRead(p readPlan, cmd resp.Command, raw []byte) bool {
+	s.l.rr = p.rr
+	if p.settleFloor {
+		s.settleFloor()
+	}
+	if p.fallback != noFallback {
+		s.l.stats.fallback(p.fallback)
+	}
+	if p.linearize {
+		return s.linearize()
+	}
+	s.next.fenced, s.next.floorLater = p.fenced, p.floorLater
+	if p.conditional {
+		s.next.conditional, s.next.required, s.next.since = true, p.required, s.l.nowNs
+	}
+	if p.replica != toMaster {
+		if b, _ := s.l.sharedBackend(s.l.readPools[p.replica], s.proto); b != nil {
+			if p.conditional {
+				// The read must follow a check in the same batch on the
+				// connection (queueCheck). Stall first, when sendTo would,
+				// so that no check is queued for a read that is not.
+				if b != s.target && !s.idle() {
+					s.stalled = true
+					return false
+				}
+				b.queueCheck()
+			}
+			return s.sendTo(b, cmd, raw, true)
 		}
-		return s.sendMasterRead(cmd, raw)
+		// The replica went into reconnect backoff since its facts were
+		// gathered: what the plan does for one it knows is in backoff.
+		s.next.conditional, s.next.fenced = false, false
+		s.next.floorLater = s.consistency.tracksFloor()
 	}
-	if f := s.srv.fence.Load(); f > required {
-		required = f
-	}
-	if s.floor > required {
-		required = s.floor
-	}
-	s.next.fenced = true // the reply sets the floor
-	if pool := s.pickFor(required, false); pool != nil {
-		return s.sendReplica(pool, cmd, raw)
-	}
-	if pool := s.pickBehind(); pool != nil {
-		s.next.conditional, s.next.required, s.next.since = true, required, now
-		return s.sendReplica(pool, cmd, raw)
-	}
-	s.l.stats.fallback(fallbackNoReplica)
-	return s.sendMasterRead(cmd, raw)
+	return s.send(cmd, raw, false, true)
 }
 
 // behindOwnOnMaster: the session has requests in flight on a shared master
@@ -88,101 +131,73 @@ func (s *session) behindOwnOnMaster() bool {
 	return t != nil && !t.pool.replica && t.owner == nil && t.state != stateClosed && !s.idle()
 }
 
-// sendMasterRead sends a read to the master. Under causal and linearizable
-// it leaves the session's floor to a later master ROLE (settleFloor).
-func (s *session) sendMasterRead(cmd resp.Command, raw []byte) bool {
-	s.next.conditional, s.next.fenced = false, false
-	s.next.floorLater = s.consistency == consistencyCausal || s.consistency == consistencyLinearizable
-	return s.send(cmd, raw, false, true)
-}
-
-// sendReplica sends a read to pool's shared connection, keeping to the
-// replica the session's reads are already in flight on when it qualifies.
-func (s *session) sendReplica(pool *nodePool, cmd resp.Command, raw []byte) bool {
-	b, _ := s.l.sharedBackend(pool, s.proto)
-	if b == nil {
-		return s.sendMasterRead(cmd, raw)
-	}
-	if s.next.conditional {
-		// The read must follow a check in the same batch on the connection
-		// (queueCheck). Stall first, when sendTo would, so that no check is
-		// queued for a read that is not.
-		if b != s.target && !s.idle() {
-			s.stalled = true
-			return false
+// gatherReplicas returns the facts planRead needs of every replica in the
+// topology snapshot, for a session speaking proto, and the index of
+// current (-1: absent or nil). exclude is marked excluded. The slice and
+// the matching pools (readPools) are the loop's, reused by the next call.
+func (l *loop) gatherReplicas(proto int, current, exclude *nodePool) ([]replicaFact, int) {
+	rs, pools, cur := l.readFacts[:0], l.readPools[:0], -1
+	if snap := l.srv.topo.Load(); snap != nil {
+		for i := range snap.Replicas {
+			st := &snap.Replicas[i]
+			f := replicaFact{eligible: st.Eligible, offset: -1, lagMs: -1}
+			var p *nodePool
+			if st.Eligible {
+				p = l.replicaPool(st.Addr)
+				f.usable, f.excluded = p.usable(st), p == exclude
+				f.offset, f.rtt = max(st.Offset, p.knownOffset), st.RTT
+				if b := p.shared[proto-2][0]; b != nil {
+					f.connected, f.outstanding = true, b.pend.len()
+				}
+				if f.usable {
+					f.dialBlocked = p.mayDial() != ""
+				}
+			}
+			if cur < 0 && current != nil && st.Addr == current.addr {
+				cur = i
+			}
+			rs, pools = append(rs, f), append(pools, p)
 		}
-		b.queueCheck()
 	}
-	return s.sendTo(b, cmd, raw, true)
+	l.readFacts, l.readPools = rs, pools
+	return rs, cur
 }
 
-// pickFor chooses a replica for a read needing offset required (-1: any).
-// withinLag restricts to replicas within --max-lag. The session's current
-// replica wins while it qualifies, so pipelined reads need not wait.
-func (s *session) pickFor(required int64, withinLag bool) *nodePool {
-	snap := s.srv.topo.Load()
-	if snap == nil {
+// gatherLags fills in the lag of every usable replica (Server.lagMs), at
+// one instant: the clock is read once, and only when a lag is looked up.
+func (l *loop) gatherLags(rs []replicaFact) {
+	link := l.srv.link
+	if link == nil {
+		return // unknown, as lagMs says
+	}
+	var now time.Time
+	for i := range rs {
+		if f := &rs[i]; f.usable && f.offset >= 0 {
+			if now.IsZero() {
+				now = time.Now()
+			}
+			f.lagMs = link.LagMs(f.offset, now)
+		}
+	}
+}
+
+// nearMs is how far behind an up-to-date replica looks between two polls
+// (see pickBehind).
+func (s *Server) nearMs() int64 { return (s.cfg.PollInterval + s.cfg.CausalWait).Milliseconds() }
+
+func (s *Server) roundRobin() bool { return s.cfg.ReadBalance == "round-robin" }
+
+// pickReplica chooses the replica pool for a read re-sent elsewhere by a
+// session speaking proto (chooseReplica), never exclude, or returns nil
+// when no replica may serve it.
+func (l *loop) pickReplica(proto int, exclude *nodePool) *nodePool {
+	rs, _ := l.gatherReplicas(proto, nil, exclude)
+	i, rr := chooseReplica(rs, replicaWant{minOffset: -1}, l.srv.roundRobin(), l.rr)
+	l.rr = rr
+	if i < 0 {
 		return nil
 	}
-	if t := s.target; t != nil && t.pool.replica && !s.idle() && t.state != stateClosed {
-		if st := stateOf(snap, t.pool.addr); st != nil && s.qualifies(t.pool, st, required, withinLag) {
-			return t.pool
-		}
-	}
-	return s.l.pickReplica(s.proto, nil, func(p *nodePool, st *router.NodeState) bool {
-		return s.qualifies(p, st, required, withinLag)
-	})
-}
-
-func (s *session) qualifies(p *nodePool, st *router.NodeState, required int64, withinLag bool) bool {
-	if !p.usable(st) {
-		return false
-	}
-	if required >= 0 && max(st.Offset, p.knownOffset) < required {
-		return false
-	}
-	if withinLag {
-		lag := s.srv.lagMs(max(st.Offset, p.knownOffset))
-		return lag >= 0 && lag <= s.srv.cfg.MaxLag.Milliseconds()
-	}
-	return true
-}
-
-// pickBehind chooses a replica for a conditional read: the least busy of
-// those that are close behind (lag within --poll-interval plus
-// --causal-wait: what an up-to-date replica looks like between two polls),
-// else the most advanced one. The check before the read decides whether it
-// counts; the choice only spreads the load and avoids replicas that stopped.
-func (s *session) pickBehind() *nodePool {
-	snap := s.srv.topo.Load()
-	if snap == nil {
-		return nil
-	}
-	var best *nodePool
-	var bestOff int64 = -1
-	near := 0
-	nearMs := (s.srv.cfg.PollInterval + s.srv.cfg.CausalWait).Milliseconds()
-	for i := range snap.Replicas {
-		st := &snap.Replicas[i]
-		p := s.l.replicaPool(st.Addr)
-		if !p.usable(st) || p.mayDial() != "" {
-			continue
-		}
-		off := max(st.Offset, p.knownOffset)
-		if off > bestOff {
-			best, bestOff = p, off
-		}
-		if lag := s.srv.lagMs(off); lag >= 0 && lag <= nearMs {
-			near++
-		}
-	}
-	if near < 2 {
-		return best
-	}
-	return s.l.pickReplica(s.proto, nil, func(p *nodePool, st *router.NodeState) bool {
-		lag := s.srv.lagMs(max(st.Offset, p.knownOffset))
-		return lag >= 0 && lag <= nearMs
-	})
+	return l.readPools[i]
 }
 
 // queueCheck puts a ROLE before the conditional read about to be queued on
@@ -196,15 +211,6 @@ func (b *backend) queueCheck() {
 	b.checkQueued = true
 	b.out = append(b.out, roleRequest...)
 	b.pend.push(pending{kind: pendCheck, reqEnd: b.reqEnd()})
-}
-
-func stateOf(snap *router.Snapshot, addr string) *router.NodeState {
-	for i := range snap.Replicas {
-		if snap.Replicas[i].Addr == addr {
-			return &snap.Replicas[i]
-		}
-	}
-	return nil
 }
 
 // redoRead runs again a conditional read whose check failed: on a replica
@@ -222,8 +228,12 @@ func (s *session) redoRead(from *backend, p pending, req []byte) bool {
 	s.retryOutstanding++
 	var b *backend
 	if s.l.nowNs-p.since < int64(s.srv.cfg.CausalWait) {
-		if pool := s.pickBehind(); pool != nil {
-			b, _ = s.l.sharedBackend(pool, from.proto)
+		rs, _ := s.l.gatherReplicas(s.proto, nil, nil)
+		s.l.gatherLags(rs)
+		i, rr := pickBehind(rs, s.srv.nearMs(), s.srv.roundRobin(), s.l.rr)
+		s.l.rr = rr
+		if i >= 0 {
+			b, _ = s.l.sharedBackend(s.l.readPools[i], from.proto)
 		}
 	}
 	if b != nil {

@@ -276,7 +276,7 @@ func (s *session) retryRead(from *backend, p pending, req []byte) bool {
 	// Reads with a consistency requirement (fenced) go to the master: a
 	// retry is rare, and the master satisfies every requirement.
 	if p.attempt < maxReadAttempts && !p.fenced {
-		pool = s.l.pickReplica(from.proto, from.pool, nil)
+		pool = s.l.pickReplica(from.proto, from.pool)
 	}
 	p.conditional = false
 	var b *backend
