@@ -115,7 +115,7 @@ type session struct {
 	// the witness or for --sync-replicas: answered, not yet released, so
 	// the session is not idle (what runs next must come after them).
 	heldOutstanding int
-	monitoring       bool
+	monitoring      bool
 }
 
 func newSession(l *loop, c gnet.Conn, id int64) *session {
