@@ -243,6 +243,9 @@ func TestSentinelOnlyStartServes(t *testing.T) {
 	t.Parallel()
 	topo, sentinels := sentinelTopology(t)
 	srv := sentinelProxy(t, sentinels, Config{})
+	// The proxy listens even before a Sentinel has answered (as it does
+	// when the master is down at start); wait for the master.
+	waitSnapshot(t, srv, "the master Sentinel names", func(s *router.Snapshot) bool { return s.MasterGen == 1 && s.Master.Reachable })
 	c := client(t, srv.Addr(), nil)
 	ctx := context.Background()
 	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {

@@ -104,7 +104,7 @@ func allKeys(ctx context.Context, c *redis.Client, n int) error {
 func keysEverywhere(t *testing.T, topo *redistest.Topology, n int) {
 	t.Helper()
 	ctx := context.Background()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for _, node := range append([]*redistest.Node{topo.Master}, topo.Replicas...) {
 		for {
 			got, err := node.Client().DBSize(ctx).Result()

@@ -372,6 +372,13 @@ func (m *Monitor) guardSwitchedLocked(to string) {
 				m.actLocked(inc, a, "repoint", "REPLICAOF", host, port)
 			}
 		}
+		if inc.phase == phaseDone && inc.Master != to && m.actions.snapshot()["sentinel_failover"] > 0 {
+			// The empty node: Sentinel's configuration already makes it a
+			// replica of the new master, but Sentinel converts it only
+			// when it next looks (seconds); pointing it there now agrees
+			// with Sentinel and gives it the data sooner.
+			m.actLocked(inc, inc.Master, "repoint", "REPLICAOF", host, port)
+		}
 		return
 	}
 	m.unparkLocked(inc, to)

@@ -261,10 +261,15 @@ func (m *Monitor) poll(ctx context.Context, addr string, kick <-chan struct{}) {
 	var audited time.Time
 	for {
 		if time.Since(audited) >= auditInterval {
-			if rdb := auditRDB(ctx, rc); rdb >= 0 || audited.IsZero() {
+			rdb := auditRDB(ctx, rc)
+			if rdb >= 0 || audited.IsZero() {
 				m.setRDB(addr, rdb)
 			}
 			audited = time.Now()
+			if rdb < 0 {
+				// Refused or timed out: ask again in a second, not in 30.
+				audited = audited.Add(time.Second - auditInterval)
+			}
 		}
 		start := time.Now()
 		info, err := rc.Info(ctx, "replication", "persistence", "server", "keyspace").Result()
