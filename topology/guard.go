@@ -69,10 +69,12 @@ type incident struct {
 	// Promoted is the replica made master (empty if none).
 	Promoted string
 
-	old     router.NodeState
-	parked  map[string]bool
-	phase   guardPhase
-	decided bool
+	old    router.NodeState
+	parked map[string]bool
+	phase  guardPhase
+	// sentinelAsked: the master came back empty and the guard asked
+	// Sentinel for the failover.
+	sentinelAsked bool
 }
 
 type guardPhase uint8
@@ -286,6 +288,9 @@ func (m *Monitor) promote(inc *incident, best, empty string) {
 			err := m.sentinel.client(s).Failover(ctx, m.cfg.SentinelMaster).Err()
 			m.recordAction(inc, "sentinel_failover", s, err)
 			if err == nil || strings.HasPrefix(err.Error(), "INPROG") {
+				m.mu.Lock()
+				inc.sentinelAsked = true
+				m.mu.Unlock()
 				m.sentinel.kickNow()
 				return
 			}
@@ -372,7 +377,7 @@ func (m *Monitor) guardSwitchedLocked(to string) {
 				m.actLocked(inc, a, "repoint", "REPLICAOF", host, port)
 			}
 		}
-		if inc.phase == phaseDone && inc.Master != to && m.actions.snapshot()["sentinel_failover"] > 0 {
+		if inc.sentinelAsked && inc.Master != to {
 			// The empty node: Sentinel's configuration already makes it a
 			// replica of the new master, but Sentinel converts it only
 			// when it next looks (seconds); pointing it there now agrees
