@@ -19,7 +19,7 @@ run:
 	deploy/run-local.sh $(RUNFLAGS)
 
 test: deps lint
-	$(GO) test -race -count=1 -timeout 14m ./...
+	$(GO) test -race -count=1 -timeout 30m ./...
 
 bench: build
 	$(GO) run ./internal/benchrun $(BENCHFLAGS)

@@ -560,6 +560,7 @@ func TestSentinelDownOrLyingIsNotFollowed(t *testing.T) {
 	down := ln.Addr().String()
 	ln.Close() // nothing listens there now
 	srv := sentinelProxy(t, append([]string{down, liar.Addr()}, sentinels...), Config{})
+	waitSnapshot(t, srv, "the master Sentinel names", func(s *router.Snapshot) bool { return s.MasterGen == 1 && s.Master.Reachable })
 	ctx := context.Background()
 	if got, err := liar.Client().Do(ctx, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", redistest.SentinelMasterName).StringSlice(); err != nil || net.JoinHostPort(got[0], got[1]) != topo.Replicas[0].Addr() {
 		t.Fatalf("the lying Sentinel answers %v, %v; want the replica %s", got, err, topo.Replicas[0].Addr())

@@ -395,9 +395,18 @@ func (m *Monitor) actLocked(inc *incident, addr, kind string, args ...string) {
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		ctx, cancel := context.WithTimeout(m.ctx, m.cfg.Timeout)
-		defer cancel()
-		err := m.act(ctx, addr, args...)
+		// Retried: a step that times out on a loaded node (the empty node
+		// not yet pointed at the data, say) must not be left undone.
+		var err error
+		for attempt := 0; attempt < 5 && m.ctx.Err() == nil; attempt++ {
+			ctx, cancel := context.WithTimeout(m.ctx, m.cfg.Timeout)
+			err = m.act(ctx, addr, args...)
+			cancel()
+			if err == nil || isRedisError(err) {
+				break
+			}
+			sleepCtx(m.ctx, time.Duration(attempt+1)*100*time.Millisecond)
+		}
 		m.recordAction(inc, kind, addr+" "+strings.Join(args, " "), err)
 		m.mu.Lock()
 		m.kickLocked(addr)
