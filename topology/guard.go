@@ -171,7 +171,7 @@ func (m *Monitor) masterLostLocked(why string, old *router.NodeState) {
 	if !m.cfg.Guard || addr == "" || addr != m.master.Addr || m.inc != nil || old.ReplID == "" || old.Role != "master" {
 		return
 	}
-	if old.PersistAOF == 1 || old.PersistRDB == 1 {
+	if old.PersistAOF == 1 || old.PersistRDB == 1 || m.persists[addr] {
 		// It reloads its data when it restarts: no seed hazard. (Unknown,
 		// -1, is treated as off: parking costs a pause in replication,
 		// not parking can cost the data.)

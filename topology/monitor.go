@@ -55,8 +55,11 @@ type Monitor struct {
 	actions      guardActions
 	actMu        sync.Mutex
 	actors       map[string]*redis.Client
-	// warned: nodes already warned about for having no persistence.
-	warned map[string]bool
+	// warned: nodes already warned about for having no persistence;
+	// persists: nodes seen with AOF or RDB on (a poll during a restart's
+	// loading must not make a persistent master look bare to the guard).
+	warned   map[string]bool
+	persists map[string]bool
 }
 
 // New checks cfg and returns a Monitor that does nothing until Start.
@@ -77,6 +80,7 @@ func New(cfg Config) (*Monitor, error) {
 		known:    make(chan struct{}),
 		actors:   make(map[string]*redis.Client),
 		warned:   make(map[string]bool),
+		persists: make(map[string]bool),
 	}
 	m.master = router.NodeState{Offset: -1, LagBytes: -1, LagMs: -1, Reason: "unreachable", Keys: -1, PersistRDB: -1, PersistAOF: -1}
 	if len(cfg.Sentinels) == 0 {
@@ -332,6 +336,9 @@ func (m *Monitor) updateMasterLocked(f map[string]string, start time.Time, err e
 	st.Reachable = true
 	prev := *st
 	applyInfo(st, f)
+	if st.PersistAOF == 1 || st.PersistRDB == 1 {
+		m.persists[st.Addr] = true
+	}
 	m.auditLocked(st)
 	if m.inc == nil && m.cfg.Guard && prev.RunID != "" && st.RunID != prev.RunID && st.Role == "master" {
 		// A restart the guard's EOF watch missed (it was reconnecting):

@@ -40,6 +40,9 @@ func (m *Monitor) setRDB(addr string, rdb int8) {
 	switch {
 	case addr == m.master.Addr:
 		m.master.PersistRDB = rdb
+		if rdb == 1 {
+			m.persists[addr] = true
+		}
 		m.auditLocked(&m.master)
 	case m.replicas[addr] != nil:
 		m.replicas[addr].PersistRDB = rdb
