@@ -75,7 +75,8 @@ type Config struct {
 	// lacks while its link still holds it, and holds requests until it is
 	// replayed). It must not block.
 	BeforeSwitch func(router.Switch)
-	// Switched is called after a switch was published, outside the lock.
+	// Switched is called after a switch was published, with the monitor's
+	// lock held (so hooks see switches in order); it must not block.
 	Switched func(router.Switch, uint64)
 }
 

@@ -20,9 +20,21 @@
 //
 // # What it may do to nodes
 //
-// Nothing, yet: it reads. It never sends REPLICAOF, CONFIG SET or SENTINEL
-// FAILOVER; it follows. (The empty-master guard will be the first writer,
-// and will say here when and why.)
+// It reads (INFO, CONFIG GET save, SENTINEL queries) and follows. Only the
+// empty-master guard (guard.go) acts, and only for a master that cannot
+// reload its data (no AOF, no RDB, as far as the audit knows), when the
+// master's process is gone (its idle connection ended) or came back on a
+// new history:
+//   - REPLICAOF <park address> on the replicas of the master's history
+//     (park), and REPLICAOF <master> to undo it when the master's history
+//     turns out intact;
+//   - when the master came back empty: with Sentinel, SENTINEL FAILOVER
+//     (Sentinel chooses and reconfigures) and REPLICAOF <new master> on
+//     nodes still parked and on the empty node; without Sentinel,
+//     REPLICAOF NO ONE on the most advanced replica and REPLICAOF <it> on
+//     the others and the empty node.
+// Every one of them is idempotent, logged, counted and listed in PROXY
+// GUARD. It never sends CONFIG SET.
 //
 // # Who the master is
 //
