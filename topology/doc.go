@@ -33,6 +33,7 @@
 //     nodes still parked and on the empty node; without Sentinel,
 //     REPLICAOF NO ONE on the most advanced replica and REPLICAOF <it> on
 //     the others and the empty node.
+//
 // Every one of them is idempotent, logged, counted and listed in PROXY
 // GUARD. It never sends CONFIG SET.
 //
