@@ -232,7 +232,7 @@ func (m *Monitor) guardMasterLocked(st *router.NodeState) {
 		m.closeIncidentLocked(inc, "the master came back on a new history with its data: replicas resync from it")
 		m.unparkLocked(inc, st.Addr)
 	case best == "":
-		m.log.Warn("EMPTY-MASTER GUARD: the master came back empty, and no parked replica answers yet; waiting", "master", st.Addr)
+		m.log.Debug("EMPTY-MASTER GUARD: the master came back empty; waiting until every replica is seen parked", "master", st.Addr)
 	default:
 		inc.phase = phasePromoting
 		inc.Promoted = best
@@ -250,12 +250,22 @@ func (m *Monitor) guardMasterLocked(st *router.NodeState) {
 // successorLocked is the replica to promote: reachable, parked, on the old
 // history, highest applied offset, then lowest address (deterministic, so
 // every proxy in front of the deployment chooses the same).
+//
+// Only offsets read after the replica was parked count: they no longer
+// move, so every proxy reads the same ones. Until each reachable parked
+// replica has been polled parked, there is no choice yet (two proxies
+// choosing on offsets read at different moments promoted two masters).
 func (m *Monitor) successorLocked(inc *incident) (string, int64) {
 	var cands []router.NodeState
 	for _, a := range inc.Parked {
-		if st := m.replicas[a]; st != nil && st.Reachable && st.ReplID == inc.ReplID {
-			cands = append(cands, *st)
+		st := m.replicas[a]
+		if st == nil || !st.Reachable || st.ReplID != inc.ReplID {
+			continue
 		}
+		if !st.Parked {
+			return "", 0 // not seen parked yet: its offset may still move
+		}
+		cands = append(cands, *st)
 	}
 	return chooseSuccessor(cands)
 }
