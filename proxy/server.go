@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -91,6 +90,8 @@ type Server struct {
 	clients  atomic.Int64
 	nextID   atomic.Int64
 	draining atomic.Bool
+
+	hard hardening // listeners, TLS, client limits, reload (reload.go)
 }
 
 // New checks cfg, fills in defaults and returns a Server ready to Serve.
@@ -127,6 +128,7 @@ func New(cfg Config) (*Server, error) {
 			Master: cfg.Master, User: cfg.UpstreamUser, Password: cfg.UpstreamPassword,
 			DialTimeout: cfg.ConnectTimeout, ReconnectBackoffMax: cfg.ReconnectBackoffMax,
 			BacklogBytes: cfg.ReplicationBacklogBytes,
+			TLS:          cfg.UpstreamTLS,
 			Logger:       cfg.Logger,
 		})
 		if err != nil {
@@ -136,6 +138,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.scripts = router.NewScriptCache(router.DefaultScriptCacheSize)
 	s.table.Store(router.BuiltinTable(router.Options{Allow: cfg.AllowCommands}))
+	if err := s.initHardening(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -286,23 +291,19 @@ func (s *Server) Serve(ctx context.Context) error {
 			<-linkDone
 		}
 	}()
+	stopTLS, err := s.startTLS()
+	if err != nil {
+		return err
+	}
+	defer stopTLS()
 	errc := make(chan error, 1)
-	go func() {
-		errc <- gnet.Run(s, "tcp://"+s.cfg.Listen,
-			gnet.WithMulticore(true),
-			gnet.WithNumEventLoop(s.cfg.Loops),
-			gnet.WithTicker(true),
-			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
-			gnet.WithReuseAddr(true),
-			gnet.WithLogger(gnetLogger{s.log}),
-		)
-	}()
+	go func() { errc <- s.runEngine() }()
 	select {
 	case err := <-errc:
-		return fmt.Errorf("proxy: listen %s: %w", s.cfg.Listen, err)
+		return fmt.Errorf("proxy: listen %v: %w", addrStrings(s.hard.plain), err)
 	case <-s.ready:
 	}
-	s.log.Info("replproxy listening", "addr", s.Addr(), "master", s.cfg.Master, "loops", s.cfg.Loops)
+	s.log.Info("replproxy listening", "addrs", s.Addrs(), "tls", s.TLSAddrs(), "master", s.cfg.Master, "loops", s.cfg.Loops)
 	select {
 	case err := <-errc:
 		return err
@@ -378,7 +379,7 @@ func (s *Server) fetchUpstreamFacts(ctx context.Context) {
 func (s *Server) loadCommandTable(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
 	defer cancel()
-	conn, err := dialBackend(ctx, s.cfg.Master, s.cfg.UpstreamUser, s.cfg.UpstreamPassword, 2, s.cfg.ConnectTimeout)
+	conn, err := dialBackend(ctx, s.cfg.Master, s.cfg.UpstreamUser, s.cfg.UpstreamPassword, 2, s.cfg.ConnectTimeout, s.cfg.UpstreamTLS)
 	if err != nil {
 		s.log.Warn("COMMAND unavailable; using the built-in Redis 7.0 table", "err", err)
 		return
@@ -396,7 +397,7 @@ func (s *Server) loadCommandTable(ctx context.Context) {
 		s.log.Warn("COMMAND unusable; using the built-in Redis 7.0 table", "err", err)
 		return
 	}
-	t := router.NewTable(specs, router.Options{Allow: s.cfg.AllowCommands})
+	t := router.NewTable(specs, router.Options{Allow: s.live().allowCommands})
 	s.table.Store(t)
 	s.tableLoads.Add(1)
 	s.log.Debug("command table loaded from the master", "commands", t.Len())
@@ -415,19 +416,7 @@ func infoField(info, field string) string {
 // OnBoot records the engine and the bound address (the port may have been 0).
 func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 	s.eng = eng
-	addr := s.cfg.Listen
-	if fd, err := eng.Dup(); err == nil {
-		if sa, err := syscall.Getsockname(fd); err == nil {
-			switch a := sa.(type) {
-			case *syscall.SockaddrInet4:
-				addr = net.JoinHostPort(net.IP(a.Addr[:]).String(), strconv.Itoa(a.Port))
-			case *syscall.SockaddrInet6:
-				addr = net.JoinHostPort(net.IP(a.Addr[:]).String(), strconv.Itoa(a.Port))
-			}
-		}
-		syscall.Close(fd)
-	}
-	s.addr.Store(&addr)
+	s.bootListeners(eng)
 	s.readyOnce.Do(func() { close(s.ready) })
 	return gnet.None
 }
@@ -456,7 +445,7 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	if s.draining.Load() {
 		return resp.AppendError(nil, errProxyDraining), gnet.Close
 	}
-	if s.clients.Add(1) > int64(s.cfg.MaxClients) {
+	if s.clients.Add(1) > int64(s.live().maxClients) {
 		s.clients.Add(-1)
 		s.rejected.Add(1)
 		return resp.AppendError(nil, errMaxClients), gnet.Close
@@ -494,6 +483,7 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 // OnTick runs on its own goroutine: it only schedules each loop's sweep on
 // that loop, where the state it checks lives.
 func (s *Server) OnTick() (time.Duration, gnet.Action) {
+	s.loopsStarted()
 	for _, l := range *s.loopLst.Load() {
 		_ = l.el.Execute(context.Background(), l.sweeper)
 	}

@@ -2,6 +2,7 @@ package replstream
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -326,8 +327,7 @@ const (
 func (r *runner) session(ctx context.Context) (streamed bool, err error) {
 	l := r.l
 	l.setStatus(func(s *status) { s.state = StateConnecting })
-	d := net.Dialer{Timeout: l.cfg.DialTimeout}
-	conn, err := d.DialContext(ctx, "tcp", l.cfg.Master)
+	conn, err := l.dial(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -524,3 +524,26 @@ func (r *runner) write(p []byte) error {
 }
 
 func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
+
+// dial connects to the master, over TLS when the link is configured so.
+func (l *Link) dial(ctx context.Context) (net.Conn, error) {
+	d := net.Dialer{Timeout: l.cfg.DialTimeout}
+	conn, err := d.DialContext(ctx, "tcp", l.cfg.Master)
+	if err != nil || l.cfg.TLS == nil {
+		return conn, err
+	}
+	cfg := l.cfg.TLS
+	if cfg.ServerName == "" {
+		host, _, _ := net.SplitHostPort(l.cfg.Master)
+		cfg = cfg.Clone()
+		cfg.ServerName = host
+	}
+	tc := tls.Client(conn, cfg)
+	hctx, cancel := context.WithTimeout(ctx, l.cfg.DialTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("replstream: TLS handshake with %s: %w", l.cfg.Master, err)
+	}
+	return tc, nil
+}
