@@ -175,8 +175,10 @@ type Config struct {
 	// default (normal 0 0 0, pubsub 32mb 8mb 60). OutputBufferLimit stays
 	// the hard cap of every class.
 	ClientOutputBufferLimits map[string]OutputLimit
-	// Reloader, when not nil, is what PROXY RELOAD calls for the new
-	// configuration (cmd/replproxy re-reads its config file); the result
-	// goes to Reload. Nil means PROXY RELOAD answers an error.
-	Reloader func() (Config, error)
+	// Reloader, when not nil, is what PROXY RELOAD runs: it re-reads the
+	// configuration and applies it with Server.Reload (cmd/replproxy's
+	// re-reads the command line, the config file and the certificates, as
+	// on SIGHUP). It runs on its own goroutine. Nil means PROXY RELOAD
+	// answers an error.
+	Reloader func() (applied, notLive []string, err error)
 }

@@ -322,11 +322,7 @@ func (s *session) proxyReload() {
 		if srv.cfg.Reloader == nil {
 			reply = resp.AppendError(nil, "ERR replproxy: PROXY RELOAD needs a configuration source (replproxy --config FILE)")
 		} else {
-			cfg, err := srv.cfg.Reloader()
-			var applied, notLive []string
-			if err == nil {
-				applied, notLive, err = srv.Reload(cfg)
-			}
+			applied, notLive, err := srv.cfg.Reloader()
 			if err != nil {
 				msg := strings.ReplaceAll(err.Error(), "\r\n", " ")
 				msg = strings.ReplaceAll(msg, "\n", " ")
