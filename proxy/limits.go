@@ -136,5 +136,9 @@ func (s *session) sweepGuard(now time.Time) bool {
 		s.srv.log.Info("closing client that did not authenticate in time", "client", s.id, "auth_timeout", lv.authTimeout)
 		return true
 	}
+	if s.handshakeExpired(now, lv.authTimeout) {
+		s.srv.log.Info("closing client that did not finish its TLS handshake in time", "client", s.id, "auth_timeout", lv.authTimeout)
+		return true
+	}
 	return !s.guard.softSince.IsZero() && s.outputOverLimit(now)
 }

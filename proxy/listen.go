@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"net"
 	"os"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -19,8 +18,9 @@ import (
 // listenAddr is one plaintext address gnet listens on: TCP host:port, or a
 // unix socket path.
 type listenAddr struct {
-	unix bool
-	addr string // host:port, or the socket's path
+	unix      bool
+	addr      string // host:port, or the socket's path
+	engineKey string // see uniqueKey
 }
 
 // unixPrefix introduces a unix socket in Config.ListenAddrs ("unix:/path").
@@ -161,14 +161,24 @@ func prepareUnixSocket(path string) error {
 
 // runEngine runs gnet on every plaintext address until the engine stops.
 func (s *Server) runEngine() error {
-	addrs := make([]string, 0, len(s.hard.plain))
+	addrs := make([]string, 0, len(s.hard.plain)+len(s.cfg.TLSListen))
+	keys := map[string]bool{}
 	for _, a := range s.hard.plain {
 		if a.unix {
 			if err := prepareUnixSocket(a.addr); err != nil {
 				return err
 			}
+			addrs = append(addrs, a.gnetAddr())
+			continue
 		}
-		addrs = append(addrs, a.gnetAddr())
+		a.engineKey = uniqueKey(keys, a.addr)
+		addrs = append(addrs, "tcp://"+a.engineKey)
+		s.hard.plainKeys = append(s.hard.plainKeys, a.engineKey)
+	}
+	for _, a := range s.cfg.TLSListen {
+		k := uniqueKey(keys, a)
+		addrs = append(addrs, "tcp://"+k)
+		s.hard.tlsKeys = append(s.hard.tlsKeys, k)
 	}
 	return gnet.Rotate(s, addrs,
 		gnet.WithMulticore(true),
@@ -176,10 +186,6 @@ func (s *Server) runEngine() error {
 		gnet.WithTicker(true),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		gnet.WithReuseAddr(true),
-		// The TLS front end hands connections to the loops from its own
-		// goroutines (Engine.Register); round-robin's counter is not safe
-		// for that, least-connections only reads atomic counts.
-		gnet.WithLoadBalancing(gnet.LeastConnections),
 		gnet.WithLogger(gnetLogger{s.log}),
 	)
 }
@@ -189,6 +195,7 @@ func (s *Server) runEngine() error {
 // bound and before any connection is accepted.
 func (s *Server) bootListeners(eng gnet.Engine) {
 	bound := make([]string, 0, len(s.hard.plain))
+	tcp := 0
 	for _, a := range s.hard.plain {
 		if a.unix {
 			if perm := s.cfg.UnixSocketPerm; perm != 0 {
@@ -199,24 +206,50 @@ func (s *Server) bootListeners(eng gnet.Engine) {
 			bound = append(bound, a.String())
 			continue
 		}
-		addr := a.addr
-		if fd, err := eng.DupListener("tcp", a.addr); err == nil {
-			if sa, err := syscall.Getsockname(fd); err == nil {
-				switch sa := sa.(type) {
-				case *syscall.SockaddrInet4:
-					addr = net.JoinHostPort(net.IP(sa.Addr[:]).String(), strconv.Itoa(sa.Port))
-				case *syscall.SockaddrInet6:
-					addr = net.JoinHostPort(net.IP(sa.Addr[:]).String(), strconv.Itoa(sa.Port))
-				}
-			}
-			syscall.Close(fd)
-		}
-		bound = append(bound, addr)
+		bound = append(bound, boundTCP(eng, s.hard.plainKeys[tcp]).String())
+		tcp++
 	}
 	s.hard.addrs.Store(&bound)
 	if len(bound) > 0 {
 		s.addr.Store(&bound[0])
 	}
+	tlsAddrs := make([]string, 0, len(s.cfg.TLSListen))
+	for _, k := range s.hard.tlsKeys {
+		ta := boundTCP(eng, k)
+		s.hard.tlsBound = append(s.hard.tlsBound, ta)
+		tlsAddrs = append(tlsAddrs, ta.String())
+	}
+	s.hard.tlsAddrs.Store(&tlsAddrs)
+}
+
+// boundTCP is the address a TCP listener of eng, given as addr, is bound
+// to (its port chosen when addr's was 0).
+func boundTCP(eng gnet.Engine, addr string) *net.TCPAddr {
+	ta, _ := net.ResolveTCPAddr("tcp", addr)
+	if ta == nil {
+		ta = &net.TCPAddr{}
+	}
+	if fd, err := eng.DupListener("tcp", addr); err == nil {
+		if sa, err := syscall.Getsockname(fd); err == nil {
+			switch sa := sa.(type) {
+			case *syscall.SockaddrInet4:
+				ta = &net.TCPAddr{IP: net.IP(sa.Addr[:]), Port: sa.Port}
+			case *syscall.SockaddrInet6:
+				ta = &net.TCPAddr{IP: net.IP(sa.Addr[:]), Port: sa.Port}
+			}
+		}
+		syscall.Close(fd)
+	}
+	return ta
+}
+
+// TLSAddrs are the addresses the proxy accepts TLS clients on, with their
+// bound ports, once Ready is closed. Safe for concurrent use.
+func (s *Server) TLSAddrs() []string {
+	if p := s.hard.tlsAddrs.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Addrs are every plaintext address the proxy listens on, once Ready is
@@ -227,4 +260,23 @@ func (s *Server) Addrs() []string {
 		return *p
 	}
 	return nil
+}
+
+// uniqueKey is how a TCP address is given to gnet, which names listeners
+// by the address string (Engine.DupListener): two listeners on port 0 of
+// the same host would share one name, and the proxy could not tell which
+// port each got, nor which is the TLS one. A second "127.0.0.1:0" becomes
+// "127.0.0.1:00", which binds the same way (a port number may have
+// leading zeros).
+func uniqueKey(used map[string]bool, addr string) string {
+	k := addr
+	for used[k] {
+		host, port, err := net.SplitHostPort(k)
+		if err != nil {
+			break
+		}
+		k = net.JoinHostPort(host, "0"+port)
+	}
+	used[k] = true
+	return k
 }

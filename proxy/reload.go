@@ -23,6 +23,12 @@ type hardening struct {
 	plain    []listenAddr // immutable after New
 	addrs    atomic.Pointer[[]string]
 	tlsAddrs atomic.Pointer[[]string]
+	// tlsBound are the TLS listeners' bound addresses, to tell their
+	// connections apart in OnOpen. Written in OnBoot, before any accept.
+	tlsBound []*net.TCPAddr
+	// plainKeys and tlsKeys are the TCP listeners' names in gnet
+	// (uniqueKey), written by runEngine before the engine boots.
+	plainKeys, tlsKeys []string
 	// serverTLS is the configuration new TLS clients handshake with;
 	// Reload swaps it, connections already up keep theirs.
 	serverTLS atomic.Pointer[tls.Config]

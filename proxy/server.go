@@ -291,16 +291,11 @@ func (s *Server) Serve(ctx context.Context) error {
 			<-linkDone
 		}
 	}()
-	stopTLS, err := s.startTLS()
-	if err != nil {
-		return err
-	}
-	defer stopTLS()
 	errc := make(chan error, 1)
 	go func() { errc <- s.runEngine() }()
 	select {
 	case err := <-errc:
-		return fmt.Errorf("proxy: listen %v: %w", addrStrings(s.hard.plain), err)
+		return fmt.Errorf("proxy: listen %v %v: %w", addrStrings(s.hard.plain), s.cfg.TLSListen, err)
 	case <-s.ready:
 	}
 	s.log.Info("replproxy listening", "addrs", s.Addrs(), "tls", s.TLSAddrs(), "master", s.cfg.Master, "loops", s.cfg.Loops)
@@ -443,15 +438,15 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.None
 	}
 	if s.draining.Load() {
-		return resp.AppendError(nil, errProxyDraining), gnet.Close
+		return s.refusal(c, errProxyDraining), gnet.Close
 	}
 	if s.clients.Add(1) > int64(s.live().maxClients) {
 		s.clients.Add(-1)
 		s.rejected.Add(1)
-		return resp.AppendError(nil, errMaxClients), gnet.Close
+		return s.refusal(c, errMaxClients), gnet.Close
 	}
 	l := s.loopOf(c.EventLoop())
-	sess := newSession(l, c, s.nextID.Add(1))
+	sess := newSession(l, s.clientConn(c), s.nextID.Add(1))
 	c.SetContext(sess)
 	return nil, gnet.None
 }
@@ -460,6 +455,7 @@ func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 	switch x := c.Context().(type) {
 	case *session:
 		s.clients.Add(-1)
+		x.sessionClosed()
 		x.onClose()
 	case *backend:
 		x.l.tick()
@@ -472,6 +468,9 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 	switch x := c.Context().(type) {
 	case *session:
 		x.l.tick()
+		if !x.sessionTraffic() {
+			return gnet.None // a TLS handshake under way
+		}
 		return x.onTraffic()
 	case *backend:
 		x.l.tick()
