@@ -18,9 +18,8 @@ import (
 // listenAddr is one plaintext address gnet listens on: TCP host:port, or a
 // unix socket path.
 type listenAddr struct {
-	unix      bool
-	addr      string // host:port, or the socket's path
-	engineKey string // see uniqueKey
+	unix bool
+	addr string // host:port, or the socket's path
 }
 
 // unixPrefix introduces a unix socket in Config.ListenAddrs ("unix:/path").
@@ -171,9 +170,9 @@ func (s *Server) runEngine() error {
 			addrs = append(addrs, a.gnetAddr())
 			continue
 		}
-		a.engineKey = uniqueKey(keys, a.addr)
-		addrs = append(addrs, "tcp://"+a.engineKey)
-		s.hard.plainKeys = append(s.hard.plainKeys, a.engineKey)
+		k := uniqueKey(keys, a.addr)
+		addrs = append(addrs, "tcp://"+k)
+		s.hard.plainKeys = append(s.hard.plainKeys, k)
 	}
 	for _, a := range s.cfg.TLSListen {
 		k := uniqueKey(keys, a)
