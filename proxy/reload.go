@@ -33,10 +33,6 @@ type hardening struct {
 	// Reload swaps it, connections already up keep theirs.
 	serverTLS atomic.Pointer[tls.Config]
 	live      atomic.Pointer[liveConfig]
-	// loopsUp is closed once every event loop runs (the first OnTick):
-	// before that Engine.Register has no loop to give a connection to.
-	loopsUp     chan struct{}
-	loopsUpOnce sync.Once
 
 	reloadMu sync.Mutex
 	applied  Config // what the live settings were made from; under reloadMu
@@ -127,7 +123,6 @@ func (s *Server) initHardening() error {
 	if cfg.TLS != nil {
 		s.hard.serverTLS.Store(cfg.TLS)
 	}
-	s.hard.loopsUp = make(chan struct{})
 	s.hard.applied = *cfg
 	return nil
 }
@@ -142,11 +137,6 @@ func checkTLSListen(cfg *Config) error {
 		}
 	}
 	return nil
-}
-
-// loopsStarted is OnTick's hook.
-func (s *Server) loopsStarted() {
-	s.hard.loopsUpOnce.Do(func() { close(s.hard.loopsUp) })
 }
 
 // liveFields are the Config fields Reload applies to a running proxy.

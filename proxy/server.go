@@ -482,7 +482,6 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 // OnTick runs on its own goroutine: it only schedules each loop's sweep on
 // that loop, where the state it checks lives.
 func (s *Server) OnTick() (time.Duration, gnet.Action) {
-	s.loopsStarted()
 	for _, l := range *s.loopLst.Load() {
 		_ = l.el.Execute(context.Background(), l.sweeper)
 	}
