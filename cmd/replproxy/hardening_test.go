@@ -316,3 +316,13 @@ func TestSIGHUPAndProxyReload(t *testing.T) {
 		t.Errorf("no reload logged:\n%s", stderr.String())
 	}
 }
+
+// Protected mode from the command line: exit status 2 and a message that
+// says what to do, before anything listens.
+func TestRunRefusesUnprotectedListen(t *testing.T) {
+	var stdout, stderr lockedBuffer
+	code := run([]string{"--master", "127.0.0.1:1", "--listen", "0.0.0.0:0", "--metrics-listen", ""}, &stdout, &stderr)
+	if code != 2 || !strings.Contains(stderr.String(), "protected mode") || !strings.Contains(stderr.String(), "--requirepass") {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr.String())
+	}
+}
