@@ -468,10 +468,7 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 	switch x := c.Context().(type) {
 	case *session:
 		x.l.tick()
-		if !x.sessionTraffic() {
-			return gnet.None // a TLS handshake under way
-		}
-		return x.onTraffic()
+		return x.traffic()
 	case *backend:
 		x.l.tick()
 		x.onTraffic()

@@ -57,7 +57,8 @@ type tlsConn struct {
 	// in holds decrypted bytes; in[inOff:] are not consumed yet.
 	in    []byte
 	inOff int
-	spare []byte // the other half of tlsMem's double-buffered output
+	lent  *[]byte // in's buffer when borrowed from tlsInBufs for a callback
+	spare []byte  // the other half of tlsMem's double-buffered output
 }
 
 // errTLSWouldBlock is tlsMem's "nothing buffered now": a net.Error that is
@@ -216,12 +217,20 @@ func (s *Server) acceptedOnTLS(c gnet.Conn) bool {
 	return false
 }
 
-// sessionTraffic is OnTraffic's hook for a session: on a TLS connection it
-// takes in the callback's ciphertext and reports whether there may be
-// plaintext for the session to read.
-func (s *session) sessionTraffic() bool {
+// traffic is OnTraffic for a session: on a TLS connection the callback's
+// ciphertext is decrypted first (nothing reaches the session during the
+// handshake), and the plaintext buffer is given back afterwards.
+func (s *session) traffic() gnet.Action {
 	t, ok := s.c.(*tlsConn)
-	return !ok || t.pull(s)
+	if !ok {
+		return s.onTraffic()
+	}
+	if !t.pull(s) {
+		return gnet.None
+	}
+	a := s.onTraffic()
+	t.release()
+	return a
 }
 
 // sessionClosed is OnClose's hook: a handshake still waiting for input
@@ -283,17 +292,46 @@ func (t *tlsConn) pull(sess *session) bool {
 // each Read: a TLS record's largest plaintext.
 const tlsReadBytes = 16 << 10
 
-// maxRetainedTLSIn bounds the plaintext buffer kept by an idle connection.
-const maxRetainedTLSIn = 64 << 10
+// tlsInBufs lend plaintext buffers for one callback: a session usually
+// consumes all its input in the callback that brought it, so an idle TLS
+// client keeps none (it kept 16 KiB each: 40 kB per idle TLS client, 1.6
+// kB over plaintext, measured with 3,000 clients).
+var tlsInBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2*tlsReadBytes); return &b }}
+
+// release gives the lent buffer back once the session is done with this
+// callback's input, keeping a copy of what it left (a frame still
+// arriving, or input a stalled session will read later).
+func (t *tlsConn) release() {
+	left := t.in[t.inOff:]
+	if t.lent == nil {
+		if len(left) == 0 {
+			t.in, t.inOff = nil, 0 // its own buffer, emptied: not kept either
+		}
+		return
+	}
+	var own []byte
+	if len(left) > 0 {
+		own = append(make([]byte, 0, len(left)+tlsReadBytes), left...)
+	}
+	t.giveBack()
+	t.in, t.inOff = own, 0
+}
+
+func (t *tlsConn) giveBack() {
+	*t.lent = (*t.lent)[:0]
+	tlsInBufs.Put(t.lent)
+	t.lent = nil
+}
 
 // decrypt reads every complete record out of crypto/tls into t.in.
 func (t *tlsConn) decrypt() {
+	if t.in == nil {
+		t.lent = tlsInBufs.Get().(*[]byte)
+		t.in, t.inOff = (*t.lent)[:0], 0
+	}
 	for {
 		if t.inOff > 0 && t.inOff == len(t.in) {
 			t.in, t.inOff = t.in[:0], 0
-			if cap(t.in) > maxRetainedTLSIn {
-				t.in = nil
-			}
 		}
 		if cap(t.in)-len(t.in) < tlsReadBytes {
 			if t.inOff > 0 {
@@ -304,6 +342,9 @@ func (t *tlsConn) decrypt() {
 				grown := make([]byte, len(t.in), 2*cap(t.in)+tlsReadBytes)
 				copy(grown, t.in)
 				t.in = grown
+				if t.lent != nil {
+					t.giveBack() // a big input: t.in is its own from here
+				}
 			}
 		}
 		n, err := t.tc.Read(t.in[len(t.in):cap(t.in)])
@@ -386,9 +427,7 @@ func (t *tlsConn) handshakeDone(sess *session, err error) {
 	// The client may have sent requests right behind its Finished: they
 	// are in crypto/tls or in tlsMem already.
 	sess.l.tick()
-	if t.pull(sess) {
-		_ = sess.onTraffic()
-	}
+	_ = sess.traffic()
 }
 
 // The plaintext view of the connection, for the session.
