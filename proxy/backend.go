@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -120,7 +121,7 @@ func newBackend(l *loop, pool *nodePool, proto int, owner *session) *backend {
 func (b *backend) connect(addr, user, pass string, timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	conn, err := dialBackend(ctx, addr, user, pass, b.proto, timeout)
+	conn, err := dialBackend(ctx, addr, user, pass, b.proto, timeout, b.l.srv.cfg.UpstreamTLS)
 	if err == nil && b.pool.replica {
 		if err = verifyReplica(conn, timeout); err != nil {
 			conn.Close()
@@ -544,12 +545,18 @@ func retryableError(frame []byte) bool {
 }
 
 // dialBackend connects and authenticates a connection to a Redis node, and
-// switches it to RESP3 when proto is 3.
-func dialBackend(ctx context.Context, addr, user, pass string, proto int, timeout time.Duration) (net.Conn, error) {
+// switches it to RESP3 when proto is 3. With tlsCfg the connection is TLS,
+// and what it returns is the loop's end of a relay (tls.go).
+func dialBackend(ctx context.Context, addr, user, pass string, proto int, timeout time.Duration, tlsCfg *tls.Config) (net.Conn, error) {
 	d := net.Dialer{Timeout: timeout, KeepAlive: 15 * time.Second}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
+	}
+	if tlsCfg != nil {
+		if conn, err = dialUpstreamTLS(ctx, conn, addr, tlsCfg); err != nil {
+			return nil, err
+		}
 	}
 	if err := handshake(conn, user, pass, proto, timeout); err != nil {
 		conn.Close()

@@ -395,7 +395,7 @@ func (s *Server) askNode(addr string, req []byte) []byte {
 	cfg := &s.cfg
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ConnectTimeout)
 	defer cancel()
-	conn, err := dialBackend(ctx, addr, cfg.UpstreamUser, cfg.UpstreamPassword, 2, cfg.ConnectTimeout)
+	conn, err := dialBackend(ctx, addr, cfg.UpstreamUser, cfg.UpstreamPassword, 2, cfg.ConnectTimeout, cfg.UpstreamTLS)
 	if err != nil {
 		return resp.AppendError(nil, errBackendDown+err.Error())
 	}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"crypto/tls"
 	"log/slog"
+	"os"
 	"time"
 )
 
@@ -165,4 +166,40 @@ type Config struct {
 
 	// Logger receives the proxy's logs. Nil means slog.Default().
 	Logger *slog.Logger
+
+	// Hardening: listeners, protected mode, client TLS, hostile clients,
+	// reload (listen.go, tls.go, limits.go, reload.go).
+
+	// ListenAddrs, when not empty, are every plaintext address clients
+	// connect to, in place of Listen: "host:port" or "unix:/path" (a unix
+	// socket). An empty list means Listen alone.
+	ListenAddrs []string
+	// UnixSocketPerm is the mode of the unix sockets listened on, as
+	// redis.conf's unixsocketperm. 0 leaves what the umask gave.
+	UnixSocketPerm os.FileMode
+	// ProtectedMode, as Redis's protected-mode: with no RequirePass and no
+	// Users, New refuses to listen on a non-loopback address. Nil means true.
+	ProtectedMode *bool
+	// TLSListen are addresses (host:port) served over TLS with TLS as the
+	// server configuration. Empty means none.
+	TLSListen []string
+	// TLS is the server side of TLSListen: certificates, client CAs,
+	// ClientAuth. Required with TLSListen. To change certificates without
+	// a restart, set GetConfigForClient or GetCertificate.
+	TLS *tls.Config
+	// AuthTimeout closes a client that has not finished its TLS handshake,
+	// or (with a password set) not authenticated, this long after it
+	// connected. 0 means 10s; negative means never.
+	AuthTimeout time.Duration
+	// ClientOutputBufferLimits are Redis's client-output-buffer-limit
+	// classes, "normal" and "pubsub". A class that is absent has Redis's
+	// default (normal 0 0 0, pubsub 32mb 8mb 60). OutputBufferLimit stays
+	// the hard cap of every class.
+	ClientOutputBufferLimits map[string]OutputLimit
+	// Reloader, when not nil, is what PROXY RELOAD runs: it re-reads the
+	// configuration and applies it with Server.Reload (cmd/replproxy's
+	// re-reads the command line, the config file and the certificates, as
+	// on SIGHUP). It runs on its own goroutine. Nil means PROXY RELOAD
+	// answers an error.
+	Reloader func() (applied, notLive []string, err error)
 }

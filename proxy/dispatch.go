@@ -368,10 +368,11 @@ func (s *session) local(id router.Local, cmd resp.Command, raw []byte) bool {
 		}
 		s.dropPinned()
 		s.db, s.proto, s.name = 0, 2, nil
-		s.consistency = s.srv.consistency
-		if s.srv.authRequired {
+		lv := s.srv.live()
+		s.consistency = lv.consistency
+		if lv.authRequired {
 			s.authed = false
-			s.parser.SetLimits(s.srv.unauthLimit)
+			s.parser.SetLimits(lv.unauthLimit)
 		}
 		s.localReply(resetReply)
 	default:
@@ -381,7 +382,7 @@ func (s *session) local(id router.Local, cmd resp.Command, raw []byte) bool {
 }
 
 func (s *session) checkPassword(user, pass []byte) bool {
-	want, ok := s.srv.users[string(user)]
+	want, ok := s.srv.live().users[string(user)]
 	if !ok {
 		// compare anyway so a missing user costs what a wrong password does
 		want = "\x00"
@@ -392,14 +393,14 @@ func (s *session) checkPassword(user, pass []byte) bool {
 func (s *session) authenticated() {
 	if !s.authed {
 		s.authed = true
-		s.parser.SetLimits(s.srv.limits)
+		s.parser.SetLimits(s.srv.live().limits)
 	}
 }
 
 func (s *session) auth(args [][]byte) {
 	switch len(args) {
 	case 2:
-		if !s.srv.authRequired {
+		if !s.srv.live().authRequired {
 			s.localError(errAuthNoPassword)
 			return
 		}
@@ -408,7 +409,7 @@ func (s *session) auth(args [][]byte) {
 			return
 		}
 	case 3:
-		if !s.srv.authRequired || !s.checkPassword(args[1], args[2]) {
+		if !s.srv.live().authRequired || !s.checkPassword(args[1], args[2]) {
 			s.localError(errWrongPass)
 			return
 		}
@@ -456,7 +457,7 @@ func (s *session) hello(args [][]byte) bool {
 		}
 	}
 	if pass != nil {
-		if !s.srv.authRequired || !s.checkPassword(user, pass) {
+		if !s.srv.live().authRequired || !s.checkPassword(user, pass) {
 			s.localError(errWrongPass)
 			return true
 		}

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime/pprof"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +18,12 @@ import (
 
 // startProxy runs a proxy in front of master until the test ends.
 func startProxy(t *testing.T, cfg Config) *Server {
+	t.Helper()
+	return startProxyTB(t, cfg)
+}
+
+// startProxyTB is startProxy for any testing.TB (a fuzz target's F).
+func startProxyTB(t testing.TB, cfg Config) *Server {
 	t.Helper()
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:0"
@@ -51,10 +59,22 @@ func startProxy(t *testing.T, cfg Config) *Server {
 				t.Errorf("Serve returned %v", err)
 			}
 		case <-time.After(15 * time.Second):
-			t.Errorf("proxy did not shut down")
+			t.Errorf("proxy did not shut down within 15 s; goroutines:\n%s", goroutineDump())
 		}
 	})
 	return srv
+}
+
+// goroutineDump is every goroutine's stack, cut to 256 KB: what a proxy
+// that does not stop is waiting for.
+func goroutineDump() string {
+	var b strings.Builder
+	_ = pprof.Lookup("goroutine").WriteTo(&b, 2)
+	s := b.String()
+	if len(s) > 256<<10 {
+		s = s[:256<<10] + "\n[cut]"
+	}
+	return s
 }
 
 // newTopology starts a master (and replicas) and a proxy in front of it.

@@ -382,13 +382,15 @@ const eagerFlushBytes = 4 << 10
 // sweep enforces idle timeouts and replica read timeouts, and during
 // shutdown closes clients that have nothing left in flight.
 func (l *loop) sweep(now time.Time) {
-	idle := l.srv.cfg.IdleTimeout
+	idle := l.srv.live().idleTimeout
 	draining := l.srv.draining.Load()
 	for s := range l.sessions {
 		switch {
 		case draining && s.replies.outstanding() == 0:
 			s.c.Close()
 		case idle > 0 && s.replies.outstanding() == 0 && !s.exemptFromIdle() && now.Sub(s.lastActive) > idle:
+			s.c.Close()
+		case s.sweepGuard(now):
 			s.c.Close()
 		}
 	}

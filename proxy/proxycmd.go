@@ -26,6 +26,8 @@ var proxyHelp = []string{
 	"    The empty-master guard: on or off, acting or not, its actions, and the last incident step by step.",
 	"CONSISTENCY [strong|linearizable|causal|bounded|eventual]",
 	"    Show, or set for this connection, the read consistency mode.",
+	"RELOAD",
+	"    Re-read the configuration file and apply what can change live; list what applied and what needs a restart.",
 	"HELP",
 	"    Print this help.",
 }
@@ -64,6 +66,8 @@ func (s *session) proxyCommand(args [][]byte) bool {
 	case resp.EqualFold(sub, "guard") && len(args) == 2:
 		s.scratch = s.appendGuard(s.scratch[:0])
 		s.localReply(s.scratch)
+	case resp.EqualFold(sub, "reload") && len(args) == 2:
+		s.proxyReload()
 	case resp.EqualFold(sub, "topology") && len(args) == 2:
 		s.scratch = s.appendTopology(s.scratch[:0])
 		s.localReply(s.scratch)
@@ -137,7 +141,8 @@ func (s *session) appendProxyInfo(b []byte) []byte {
 	b = kvString(b, "last_replay", last)
 	b = kvInt(b, "failover_lost_bytes", s.srv.replays.lostBytes.Load())
 	b = kvInt(b, "replication_backlog_bytes", int64(backlogBytes(cfg.ReplicationBacklogBytes)))
-	b = kvString(b, "consistency", s.srv.consistency.String())
+	lv := s.srv.live()
+	b = kvString(b, "consistency", lv.consistency.String())
 	b = kvString(b, "client_consistency", s.consistency.String())
 	b = kvInt(b, "max_lag_ms", cfg.MaxLag.Milliseconds())
 	b = kvInt(b, "min_replicas_to_write", int64(cfg.MinReplicasToWrite))
@@ -145,10 +150,10 @@ func (s *session) appendProxyInfo(b []byte) []byte {
 	b = kvString(b, "read_balance", cfg.ReadBalance)
 	b = kvInt(b, "read_timeout_ms", cfg.ReadTimeout.Milliseconds())
 	b = kvInt(b, "connected_clients", s.srv.clients.Load())
-	b = kvInt(b, "maxclients", int64(cfg.MaxClients))
-	b = kvInt(b, "max_pipeline", int64(cfg.MaxPipeline))
-	b = kvInt(b, "query_buffer_limit", int64(cfg.QueryBufferLimit))
-	b = kvInt(b, "output_buffer_limit", int64(cfg.OutputBufferLimit))
+	b = kvInt(b, "maxclients", int64(lv.maxClients))
+	b = kvInt(b, "max_pipeline", int64(lv.maxPipeline))
+	b = kvInt(b, "query_buffer_limit", int64(lv.queryBufferLimit))
+	b = kvInt(b, "output_buffer_limit", lv.outNormal.HardBytes)
 	b = kvInt(b, "commands_known", int64(s.srv.table.Load().Len()))
 	b = resp.AppendBulkString(b, "nodes")
 	return s.appendTopology(b)
@@ -310,7 +315,7 @@ func (s *session) appendProxyInfoSection(reply []byte) []byte {
 	b = append(b, "\r\nproxy_listen:"...)
 	b = append(b, s.srv.Addr()...)
 	b = append(b, "\r\nproxy_consistency:"...)
-	b = append(b, s.srv.consistency.String()...)
+	b = append(b, s.srv.live().consistency.String()...)
 	b = append(b, "\r\nproxy_connected_clients:"...)
 	b = strconv.AppendInt(b, s.srv.clients.Load(), 10)
 	eligible, total := 0, 0

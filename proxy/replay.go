@@ -193,7 +193,7 @@ func (s *Server) replayOnce(master, marker string, body []byte, n int) (done boo
 	timeout := 10 * s.cfg.ConnectTimeout
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	conn, err := dialBackend(ctx, master, s.cfg.UpstreamUser, s.cfg.UpstreamPassword, 2, s.cfg.ConnectTimeout)
+	conn, err := dialBackend(ctx, master, s.cfg.UpstreamUser, s.cfg.UpstreamPassword, 2, s.cfg.ConnectTimeout, s.cfg.UpstreamTLS)
 	if err != nil {
 		return false, err
 	}

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -110,6 +109,8 @@ type Server struct {
 	// the copy-on-write updates.
 	monitors atomic.Pointer[[]*session]
 	monMu    sync.Mutex
+
+	hard hardening // listeners, TLS, client limits, reload (reload.go)
 }
 
 // New checks cfg, fills in defaults and returns a Server ready to Serve.
@@ -165,6 +166,7 @@ func New(cfg Config) (*Server, error) {
 			DialTimeout: cfg.ConnectTimeout, ReconnectBackoffMax: cfg.ReconnectBackoffMax,
 			BacklogBytes: cfg.ReplicationBacklogBytes,
 			OnAdvance:    s.onLinkAdvance,
+			TLS:          cfg.UpstreamTLS,
 			Logger:       cfg.Logger,
 		})
 		if err != nil {
@@ -174,6 +176,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.scripts = router.NewScriptCache(router.DefaultScriptCacheSize)
 	s.table.Store(router.BuiltinTable(router.Options{Allow: cfg.AllowCommands}))
+	if err := s.initHardening(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -342,22 +347,13 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 	}()
 	errc := make(chan error, 1)
-	go func() {
-		errc <- gnet.Run(s, "tcp://"+s.cfg.Listen,
-			gnet.WithMulticore(true),
-			gnet.WithNumEventLoop(s.cfg.Loops),
-			gnet.WithTicker(true),
-			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
-			gnet.WithReuseAddr(true),
-			gnet.WithLogger(gnetLogger{s.log}),
-		)
-	}()
+	go func() { errc <- s.runEngine() }()
 	select {
 	case err := <-errc:
-		return fmt.Errorf("proxy: listen %s: %w", s.cfg.Listen, err)
+		return fmt.Errorf("proxy: listen %v %v: %w", addrStrings(s.hard.plain), s.cfg.TLSListen, err)
 	case <-s.ready:
 	}
-	s.log.Info("replproxy listening", "addr", s.Addr(), "master", s.mon.Master(), "sentinels", s.cfg.Sentinels, "loops", s.cfg.Loops)
+	s.log.Info("replproxy listening", "addrs", s.Addrs(), "tls", s.TLSAddrs(), "master", s.mon.Master(), "sentinels", s.cfg.Sentinels, "loops", s.cfg.Loops)
 	select {
 	case err := <-errc:
 		return err
@@ -441,7 +437,7 @@ func (s *Server) fetchUpstreamFacts(ctx context.Context) {
 func (s *Server) loadCommandTable(ctx context.Context, master string) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
 	defer cancel()
-	conn, err := dialBackend(ctx, master, s.cfg.UpstreamUser, s.cfg.UpstreamPassword, 2, s.cfg.ConnectTimeout)
+	conn, err := dialBackend(ctx, master, s.cfg.UpstreamUser, s.cfg.UpstreamPassword, 2, s.cfg.ConnectTimeout, s.cfg.UpstreamTLS)
 	if err != nil {
 		s.log.Warn("COMMAND unavailable; using the built-in Redis 7.0 table", "err", err)
 		return
@@ -459,7 +455,7 @@ func (s *Server) loadCommandTable(ctx context.Context, master string) {
 		s.log.Warn("COMMAND unusable; using the built-in Redis 7.0 table", "err", err)
 		return
 	}
-	t := router.NewTable(specs, router.Options{Allow: s.cfg.AllowCommands})
+	t := router.NewTable(specs, router.Options{Allow: s.live().allowCommands})
 	s.table.Store(t)
 	s.tableLoads.Add(1)
 	s.log.Debug("command table loaded from the master", "commands", t.Len())
@@ -478,19 +474,7 @@ func infoField(info, field string) string {
 // OnBoot records the engine and the bound address (the port may have been 0).
 func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 	s.eng = eng
-	addr := s.cfg.Listen
-	if fd, err := eng.Dup(); err == nil {
-		if sa, err := syscall.Getsockname(fd); err == nil {
-			switch a := sa.(type) {
-			case *syscall.SockaddrInet4:
-				addr = net.JoinHostPort(net.IP(a.Addr[:]).String(), strconv.Itoa(a.Port))
-			case *syscall.SockaddrInet6:
-				addr = net.JoinHostPort(net.IP(a.Addr[:]).String(), strconv.Itoa(a.Port))
-			}
-		}
-		syscall.Close(fd)
-	}
-	s.addr.Store(&addr)
+	s.bootListeners(eng)
 	s.readyOnce.Do(func() { close(s.ready) })
 	return gnet.None
 }
@@ -517,15 +501,15 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.None
 	}
 	if s.draining.Load() {
-		return resp.AppendError(nil, errProxyDraining), gnet.Close
+		return s.refusal(c, errProxyDraining), gnet.Close
 	}
-	if s.clients.Add(1) > int64(s.cfg.MaxClients) {
+	if s.clients.Add(1) > int64(s.live().maxClients) {
 		s.clients.Add(-1)
 		s.rejected.Add(1)
-		return resp.AppendError(nil, errMaxClients), gnet.Close
+		return s.refusal(c, errMaxClients), gnet.Close
 	}
 	l := s.loopOf(c.EventLoop())
-	sess := newSession(l, c, s.nextID.Add(1))
+	sess := newSession(l, s.clientConn(c), s.nextID.Add(1))
 	c.SetContext(sess)
 	return nil, gnet.None
 }
@@ -534,6 +518,7 @@ func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 	switch x := c.Context().(type) {
 	case *session:
 		s.clients.Add(-1)
+		x.sessionClosed()
 		x.onClose()
 	case *backend:
 		x.l.tick()
@@ -546,7 +531,7 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 	switch x := c.Context().(type) {
 	case *session:
 		x.l.tick()
-		return x.onTraffic()
+		return x.traffic()
 	case *backend:
 		x.l.tick()
 		x.onTraffic()

@@ -116,21 +116,23 @@ type session struct {
 	// the session is not idle (what runs next must come after them).
 	heldOutstanding int
 	monitoring      bool
+
+	guard sessionGuard // auth timeout, output buffer limits (limits.go)
 }
 
 func newSession(l *loop, c gnet.Conn, id int64) *session {
-	s := &session{l: l, srv: l.srv, c: c, id: id, proto: 2, multiSelect: -1, consistency: l.srv.consistency}
-	s.created, s.lastActive, s.user = time.Now(), time.Now(), "default"
+	lv := l.srv.live()
+	s := &session{l: l, srv: l.srv, c: c, id: id, proto: 2, multiSelect: -1, consistency: lv.consistency}
+	s.created, s.user = time.Now(), "default"
 	l.srv.sessByID.Store(id, s)
-	s.authed = !s.srv.authRequired
+	s.authed = !lv.authRequired
 	if s.authed {
-		s.parser = resp.NewRequestParser(s.srv.limits)
+		s.parser = resp.NewRequestParser(lv.limits)
 	} else {
-		s.parser = resp.NewRequestParser(s.srv.unauthLimit)
+		s.parser = resp.NewRequestParser(lv.unauthLimit)
 	}
-	if s.srv.cfg.IdleTimeout > 0 {
-		s.lastActive = time.Now()
-	}
+	s.lastActive = time.Now()
+	s.guard.openedAt = s.lastActive
 	l.sessions[s] = struct{}{}
 	return s
 }
@@ -146,7 +148,7 @@ func (s *session) needsPin() bool {
 
 func (s *session) onTraffic() gnet.Action {
 	s.wakePending = false
-	s.lastActive = s.l.now // also CLIENT LIST's idle=
+	s.lastActive = s.l.now // the idle timeout (a reload may turn it on) and CLIENT LIST's idle=
 	s.process()
 	if len(s.out) > 0 {
 		s.l.markSession(s) // replies held back for this callback (holdOutput)
@@ -162,8 +164,9 @@ func (s *session) process() {
 	if s.closed || s.stalled || s.closeWhenDone || s.srv.draining.Load() {
 		return
 	}
+	lv := s.srv.live()
 	avail := c.InboundBuffered()
-	if avail > s.srv.cfg.QueryBufferLimit {
+	if avail > lv.queryBufferLimit {
 		s.srv.log.Warn("closing client that reached the query buffer limit", "client", s.id, "bytes", avail)
 		_ = c.Close()
 		return
@@ -177,7 +180,7 @@ func (s *session) process() {
 	if err != nil {
 		return
 	}
-	maxPipe := s.srv.cfg.MaxPipeline
+	maxPipe := lv.maxPipeline
 	off := 0
 	for off < len(buf) && !s.stalled && !s.closeWhenDone {
 		if s.replies.outstanding() >= maxPipe {
@@ -318,7 +321,7 @@ func (s *session) deliver(b *backend, seq uint64, reply []byte) {
 			s.resume()
 		}
 	}
-	if s.pipelineFull && s.replies.outstanding() <= s.srv.cfg.MaxPipeline/2 {
+	if s.pipelineFull && s.replies.outstanding() <= s.srv.live().maxPipeline/2 {
 		s.resume()
 	}
 }
@@ -396,8 +399,7 @@ func (s *session) flush() {
 		} else {
 			s.out = s.out[:0]
 		}
-		if s.c.OutboundBuffered() > s.srv.cfg.OutputBufferLimit {
-			s.srv.log.Warn("closing client that does not read its replies", "client", s.id, "buffered", s.c.OutboundBuffered())
+		if s.outputOverLimit(s.l.now) {
 			s.closeNow()
 			return
 		}

@@ -1,6 +1,7 @@
 package replstream
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -52,7 +53,12 @@ type Config struct {
 	// master drops the link.
 	AckInterval time.Duration
 
-	// DialTimeout bounds the TCP connect. 0 means 2 s.
+	// TLS, when not nil, makes the link a TLS client of the master (Redis's
+	// tls-replication): the handshake is bounded by DialTimeout, and an
+	// empty ServerName defaults to Master's host. Nil means plain TCP.
+	TLS *tls.Config
+
+	// DialTimeout bounds the TCP connect (and the TLS handshake). 0 means 2 s.
 	DialTimeout time.Duration
 
 	// ReadTimeout: when no byte at all arrives for this long (the master

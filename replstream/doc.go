@@ -84,6 +84,14 @@
 // replica discovery (from the master's ROLE / INFO) must skip port-0
 // entries for the same reason: nothing listens there.
 //
+// # TLS
+//
+// With Config.TLS the link is a TLS client of the master's tls-port, as a
+// Redis replica with tls-replication yes: the handshake comes right after
+// the TCP connect, within DialTimeout, and a master whose certificate does
+// not verify is never followed (the attempt fails and is retried with the
+// usual backoff). Nothing else changes: offsets count the plaintext stream.
+//
 // # Limits
 //
 // TimeAt and LagMs answer for the last TimeIndexSize reads and Backlog for

@@ -2,6 +2,7 @@ package replstream
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -403,8 +404,7 @@ func (r *runner) session(ctx context.Context) (streamed bool, err error) {
 		r.addr, r.runID = addr, ""
 		r.log = l.cfg.Logger.With("master", addr)
 	}
-	d := net.Dialer{Timeout: l.cfg.DialTimeout}
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	conn, err := l.dial(ctx, addr)
 	if err != nil {
 		return false, err
 	}
@@ -613,3 +613,26 @@ func (r *runner) write(p []byte) error {
 }
 
 func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
+
+// dial connects to the master, over TLS when the link is configured so.
+func (l *Link) dial(ctx context.Context, addr string) (net.Conn, error) {
+	d := net.Dialer{Timeout: l.cfg.DialTimeout}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil || l.cfg.TLS == nil {
+		return conn, err
+	}
+	cfg := l.cfg.TLS
+	if cfg.ServerName == "" {
+		host, _, _ := net.SplitHostPort(addr)
+		cfg = cfg.Clone()
+		cfg.ServerName = host
+	}
+	tc := tls.Client(conn, cfg)
+	hctx, cancel := context.WithTimeout(ctx, l.cfg.DialTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("replstream: TLS handshake with %s: %w", addr, err)
+	}
+	return tc, nil
+}

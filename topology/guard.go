@@ -524,8 +524,14 @@ func (m *Monitor) watchOnce(ctx context.Context, addr string) error {
 		return err
 	}
 	if m.cfg.TLS != nil {
-		tc := tls.Client(conn, m.cfg.TLS)
-		conn = tc
+		cfg := m.cfg.TLS
+		if cfg.ServerName == "" && !cfg.InsecureSkipVerify {
+			// As go-redis does for its own dials: verify the name dialled.
+			host, _, _ := net.SplitHostPort(addr)
+			cfg = cfg.Clone()
+			cfg.ServerName = host
+		}
+		conn = tls.Client(conn, cfg)
 	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()

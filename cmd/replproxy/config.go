@@ -25,7 +25,7 @@ import (
 // file can carry. The yaml tag of each field is also its flag name: mergeCLI
 // relies on that to let a flag given on the command line win over the file.
 type settings struct {
-	Listen           string     `yaml:"listen"`
+	Listen           stringList `yaml:"listen"`
 	Master           string     `yaml:"master"`
 	Replica          stringList `yaml:"replica"`
 	DiscoverReplicas bool       `yaml:"discover-replicas"`
@@ -80,6 +80,23 @@ type settings struct {
 	Pprof         bool   `yaml:"pprof"`
 	LogFormat     string `yaml:"log-format"`
 	LogLevel      string `yaml:"log-level"`
+
+	// Hardening (hardening.go, tls.go).
+	ProtectedMode           yesNo        `yaml:"protected-mode"`
+	UnixSocketPerm          fileMode     `yaml:"unixsocketperm"`
+	AuthTimeout             duration     `yaml:"auth-timeout"`
+	ClientOutputBufferLimit outputLimits `yaml:"client-output-buffer-limit"`
+	TLSListen               stringList   `yaml:"tls-listen"`
+	TLSCertFile             string       `yaml:"tls-cert-file"`
+	TLSKeyFile              string       `yaml:"tls-key-file"`
+	TLSCACertFile           string       `yaml:"tls-ca-cert-file"`
+	TLSAuthClients          string       `yaml:"tls-auth-clients"`
+	UpstreamTLS             bool         `yaml:"upstream-tls"`
+	UpstreamTLSCACertFile   string       `yaml:"upstream-tls-ca-cert-file"`
+	UpstreamTLSCertFile     string       `yaml:"upstream-tls-cert-file"`
+	UpstreamTLSKeyFile      string       `yaml:"upstream-tls-key-file"`
+	UpstreamTLSServerName   string       `yaml:"upstream-tls-server-name"`
+	SentinelTLS             bool         `yaml:"sentinel-tls"`
 }
 
 // defaultSettings are the values --help shows. Where proxy.Config documents a
@@ -87,7 +104,7 @@ type settings struct {
 // --help and the README state what actually runs instead of "0".
 func defaultSettings() settings {
 	return settings{
-		Listen:            "127.0.0.1:6380",
+		Listen:            stringList{"127.0.0.1:6380"},
 		DiscoverReplicas:  true,
 		Consistency:       "causal",
 		MaxLag:            duration(100 * time.Millisecond),
@@ -119,6 +136,13 @@ func defaultSettings() settings {
 		MetricsListen:     "127.0.0.1:9121",
 		LogFormat:         "text",
 		LogLevel:          "info",
+		ProtectedMode:     true,
+		AuthTimeout:       duration(10 * time.Second),
+		ClientOutputBufferLimit: outputLimits{
+			"normal": {},
+			"pubsub": {HardBytes: 32 << 20, SoftBytes: 8 << 20, SoftFor: 60 * time.Second},
+		},
+		TLSAuthClients: "yes",
 	}
 }
 
@@ -131,6 +155,9 @@ type options struct {
 	pprof         bool
 	logFormat     string // "text" or "json"
 	logLevel      slog.Level
+	// upstreamTLS holds the certificates behind Config.UpstreamTLS and
+	// SentinelTLS, for a reload to swap (tls.go); nil without upstream TLS.
+	upstreamTLS *upstreamTLS
 }
 
 var consistencyModes = []string{"strong", "linearizable", "causal", "bounded", "eventual"}
@@ -142,7 +169,8 @@ func newFlagSet(s *settings, o *options) *flag.FlagSet {
 	fs := flag.NewFlagSet("replproxy", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 
-	fs.StringVar(&s.Listen, "listen", s.Listen, "client-facing `address` (host:port)")
+	fs.Var(&replaceList{dst: &s.Listen}, "listen", "client-facing `address`: host:port, or unix:/path for a unix socket; repeat for several")
+	bindHardeningFlags(fs, s)
 	fs.StringVar(&s.Master, "master", s.Master, "Redis master `address` (host:port); required unless --sentinel names it")
 	fs.Var(&s.Replica, "replica", "Redis replica `address` (host:port); repeat for several")
 	fs.BoolVar(&s.DiscoverReplicas, "discover-replicas", s.DiscoverReplicas, "also use the replicas the master reports; turn off with --discover-replicas=false")
@@ -253,7 +281,11 @@ func buildConfig(args []string, lookupFile func(string) ([]byte, error)) (proxy.
 	if err := opts.logLevel.UnmarshalText([]byte(s.LogLevel)); err != nil {
 		return proxy.Config{}, opts, fmt.Errorf("--log-level: %q is not one of debug|info|warn|error", s.LogLevel)
 	}
-	return s.proxyConfig(), opts, nil
+	cfg := s.proxyConfig()
+	if err := s.loadTLS(&cfg, &opts, lookupFile); err != nil {
+		return proxy.Config{}, opts, err
+	}
+	return cfg, opts, nil
 }
 
 // decodeYAML fills s from a config file. Unknown keys are errors: a
@@ -304,7 +336,6 @@ func (s *settings) validate() error {
 		masters = nil
 	}
 	addrs := map[string][]string{
-		"listen":   {s.Listen},
 		"master":   masters,
 		"replica":  s.Replica,
 		"sentinel": s.Sentinel,
@@ -416,7 +447,7 @@ func (s *settings) validate() error {
 	if s.LogFormat != "text" && s.LogFormat != "json" {
 		return fmt.Errorf("--log-format %q: must be text or json", s.LogFormat)
 	}
-	return nil
+	return s.validateHardening()
 }
 
 func checkAddr(addr string) error {
@@ -440,8 +471,7 @@ func (s *settings) proxyConfig() proxy.Config {
 	if len(s.User) > 0 {
 		users = map[string]string(s.User)
 	}
-	return proxy.Config{
-		Listen:                  s.Listen,
+	cfg := proxy.Config{
 		Master:                  s.Master,
 		Replicas:                slices.Clone([]string(s.Replica)),
 		DiscoverReplicas:        &discover,
@@ -487,6 +517,8 @@ func (s *settings) proxyConfig() proxy.Config {
 		NoReplicationLink:       !s.ReplicationLink,
 		ReplicationBacklogBytes: int(s.ReplBacklog),
 	}
+	s.hardeningConfig(&cfg)
+	return cfg
 }
 
 // stringList is a repeatable flag; in YAML it is a sequence (a single
@@ -565,6 +597,18 @@ func (m *userMap) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// scalarYAML decodes a YAML scalar with a flag value's own Set, so a
+// config file and the command line accept exactly the same spellings.
+func scalarYAML(n *yaml.Node, want string, set func(string) error) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: want %s", n.Line, want)
+	}
+	if err := set(n.Value); err != nil {
+		return fmt.Errorf("line %d: %q: %v", n.Line, n.Value, err)
+	}
+	return nil
+}
+
 // duration is a time.Duration written as Go durations ("100ms", "10s").
 // A bare number is refused: "max-lag: 100" is ambiguous between ms and s.
 type duration time.Duration
@@ -581,13 +625,7 @@ func (d *duration) Set(v string) error {
 }
 
 func (d *duration) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("line %d: want a duration such as 100ms", n.Line)
-	}
-	if err := d.Set(n.Value); err != nil {
-		return fmt.Errorf("line %d: %q: %v", n.Line, n.Value, err)
-	}
-	return nil
+	return scalarYAML(n, "a duration such as 100ms", d.Set)
 }
 
 // size is a byte count written as in redis.conf: plain bytes, or a number
@@ -616,15 +654,7 @@ func (z *size) Set(v string) error {
 	return nil
 }
 
-func (z *size) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("line %d: want a size such as 64mb", n.Line)
-	}
-	if err := z.Set(n.Value); err != nil {
-		return fmt.Errorf("line %d: %q: %v", n.Line, n.Value, err)
-	}
-	return nil
-}
+func (z *size) UnmarshalYAML(n *yaml.Node) error { return scalarYAML(n, "a size such as 64mb", z.Set) }
 
 // parseSize follows redis.conf's memtoull: the multipliers, case-insensitivity
 // and the refusal of fractions and signs are the same, so values copied from
@@ -668,7 +698,8 @@ var flagGroups = []struct {
 	{"Topology", []string{"master", "replica", "discover-replicas", "sentinel", "sentinel-master", "sentinel-user", "sentinel-password", "failover-hold", "empty-master-guard", "guard-park-addr", "witness", "witness-timeout", "upstream-user", "upstream-password"}},
 	{"Consistency and write safety", []string{"consistency", "max-lag", "causal-wait", "min-replicas-to-write", "min-replicas-max-lag", "write-gate", "write-gate-timeout", "sync-replicas", "sync-timeout", "sync-timeout-action", "replication-link", "replication-backlog"}},
 	{"Replica health and routing", []string{"poll-interval", "health-timeout", "read-timeout", "read-balance", "allow-command"}},
-	{"Clients", []string{"listen", "requirepass", "user", "maxclients", "max-dedicated-conns", "timeout"}},
+	{"Clients", []string{"listen", "unixsocketperm", "protected-mode", "requirepass", "user", "maxclients", "max-dedicated-conns", "timeout", "auth-timeout", "client-output-buffer-limit"}},
+	{"TLS", []string{"tls-listen", "tls-cert-file", "tls-key-file", "tls-ca-cert-file", "tls-auth-clients", "upstream-tls", "upstream-tls-ca-cert-file", "upstream-tls-cert-file", "upstream-tls-key-file", "upstream-tls-server-name", "sentinel-tls"}},
 	{"Limits and performance", []string{"loops", "backend-conns", "max-pipeline", "query-buffer-limit", "output-buffer-limit", "proto-max-bulk-len", "connect-timeout", "shutdown-timeout"}},
 	{"Observability", []string{"metrics-listen", "pprof", "log-format", "log-level"}},
 	{"General", []string{"config", "version", "help"}},

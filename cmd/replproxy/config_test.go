@@ -31,7 +31,13 @@ func boolPtr(b bool) *bool { return &b }
 // defaultConfig is what `replproxy --master m:1` builds.
 func defaultConfig() proxy.Config {
 	return proxy.Config{
-		Listen:                  "127.0.0.1:6380",
+		ListenAddrs:   []string{"127.0.0.1:6380"},
+		ProtectedMode: boolPtr(true),
+		AuthTimeout:   10 * time.Second,
+		ClientOutputBufferLimits: map[string]proxy.OutputLimit{
+			"normal": {},
+			"pubsub": {HardBytes: 32 << 20, SoftBytes: 8 << 20, SoftFor: time.Minute},
+		},
 		Master:                  "m:1",
 		DiscoverReplicas:        boolPtr(true),
 		EmptyMasterGuard:        boolPtr(true),
@@ -97,7 +103,7 @@ log-level: debug
 			name: "single dash and equals forms",
 			args: []string{"-master=m:1", "--listen=0.0.0.0:7000", "--consistency", "eventual"},
 			edit: func(c *proxy.Config) {
-				c.Listen = "0.0.0.0:7000"
+				c.ListenAddrs = []string{"0.0.0.0:7000"}
 				c.Consistency = "eventual"
 			},
 		},

@@ -54,6 +54,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	logger.Info("starting replproxy", "version", version, "master", cfg.Master,
 		"replicas", cfg.Replicas, "consistency", cfg.Consistency)
 
+	rl := &reloader{args: args, read: os.ReadFile, log: logger, opts: opts}
+	cfg.Reloader = rl.reload
 	srv, err := proxy.New(cfg)
 	if err != nil {
 		// The proxy's own checks, including features whose flags are
@@ -101,6 +103,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	} else {
 		metricsDone <- nil
 	}
+
+	rl.srv = srv
+	stopReload := reloadOnSIGHUP(rl, logger)
+	defer stopReload()
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx) }()

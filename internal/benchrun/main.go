@@ -92,6 +92,9 @@ func main() {
 	redisWrap, clientWrap, layout := pinning()
 	printHeader(bin, layout, *rounds, slices.ContainsFunc(todo, func(sc scenario) bool { return sc.load == loadMix }))
 
+	if slices.ContainsFunc(todo, func(sc scenario) bool { return sc.tls }) {
+		benchPKI = redistest.NewTLS(h)
+	}
 	topo := redistest.Start(h, redistest.Options{Replicas: 2, Wrapper: redisWrap})
 	master := topo.Master.Addr()
 	ticksPerSec := clockTicksPerSecond()
@@ -104,7 +107,7 @@ func main() {
 		if sc.proxyArgs != nil {
 			extra = sc.proxyArgs(topo)
 		}
-		if proxy == nil || !proxy.running() || proxy.argsKey != strings.Join(extra, "\x00") {
+		if proxy == nil || !proxy.running() || (proxy.argsKey != strings.Join(extra, "\x00") && !(sc.tls && proxy.tlsAddr != "")) {
 			if proxy != nil {
 				proxy.stop()
 			}
@@ -125,9 +128,19 @@ func main() {
 		for round := 1; round <= *rounds; round++ {
 			// The same seed for both runs of a round: the same requests.
 			seed := uint64(round)
-			d, err := sc.run(clientWrap, master, r.requests, seed)
+			directAddr, proxyAddr, runSc := master, proxy.addr, sc
+			if sc.tls {
+				directAddr, proxyAddr = proxy.addr, proxy.tlsAddr
+			}
+			dBefore, dErrBefore := proxy.cpuTicks()
+			d, err := sc.run(clientWrap, directAddr, r.requests, seed)
 			if err != nil {
 				h.Fatalf("direct run against the master: %v", err)
+			}
+			d.cpuUsPerReq = math.NaN()
+			if dAfter, dErrAfter := proxy.cpuTicks(); sc.tls && dErrBefore == nil && dErrAfter == nil {
+				// The "direct" run of a TLS row is the proxy's plaintext.
+				d.cpuUsPerReq = float64(dAfter-dBefore) * 1e6 / float64(ticksPerSec) / float64(r.requests)
 			}
 			r.direct = append(r.direct, d)
 
@@ -139,7 +152,10 @@ func main() {
 				getsBefore = readGetCalls(h, topo)
 			}
 			before, errBefore := proxy.cpuTicks()
-			p, err := sc.run(clientWrap, proxy.addr, r.requests, seed)
+			if sc.tls {
+				runSc.benchArgs = append(runSc.benchArgs[:len(runSc.benchArgs):len(runSc.benchArgs)], tlsBenchArgs()...)
+			}
+			p, err := runSc.run(clientWrap, proxyAddr, r.requests, seed)
 			after, errAfter := proxy.cpuTicks()
 			if err != nil {
 				r.proxyFailures++
@@ -159,6 +175,9 @@ func main() {
 			if sc.load == loadMix {
 				extraInfo += fmt.Sprintf(", GET nils %d/%d, seed %d", d.nils, p.nils, seed)
 			}
+			if sc.tls {
+				extraInfo += fmt.Sprintf(" (plaintext %s µs/req)", fmtFloat(d.cpuUsPerReq, 2))
+			}
 			r.proxy = append(r.proxy, p)
 			fmt.Printf("%-*s round %d/%d: direct %9.0f rps, proxy %9.0f rps (%.2f), proxy CPU %s µs/req%s\n",
 				nameWidth, sc.name, round, *rounds, d.rps, p.rps, p.rps/d.rps, fmtFloat(p.cpuUsPerReq, 2), extraInfo)
@@ -169,6 +188,7 @@ func main() {
 	fmt.Println()
 	printTable(rows)
 	printModes(rows)
+	printTLS(rows)
 	fmt.Printf("\nbenchmark runs took %v\n", time.Since(start).Round(time.Second))
 
 	// The servers are stopped first so the Go benchmarks get the machine.

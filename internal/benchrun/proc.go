@@ -20,6 +20,7 @@ import (
 type proxyProc struct {
 	cmd     *exec.Cmd
 	addr    string
+	tlsAddr string // --tls-listen, if given
 	argsKey string // identifies the extra args it was started with
 	logPath string
 	exited  chan struct{} // closed once reaped
@@ -68,7 +69,7 @@ func startProxy(h *harness, bin string, wrapper []string, master string, extra [
 	if err := cmd.Start(); err != nil {
 		h.Fatalf("start %s: %v", shellJoin(argv), err)
 	}
-	p := &proxyProc{cmd: cmd, addr: addr, argsKey: strings.Join(extra, "\x00"), logPath: logPath, exited: make(chan struct{})}
+	p := &proxyProc{cmd: cmd, addr: addr, tlsAddr: tlsAddrOf(extra), argsKey: strings.Join(extra, "\x00"), logPath: logPath, exited: make(chan struct{})}
 	go func() {
 		cmd.Wait()
 		close(p.exited)

@@ -33,6 +33,10 @@ type scenario struct {
 	consistency string
 	benchArgs   []string // more redis-benchmark arguments, after the standard ones
 
+	// tls: the proxy run goes over TLS, and the direct run to the same
+	// proxy's plaintext listener (tls.go).
+	tls bool
+
 	// readsExisting: the run reads keys and must find values of valueBytes,
 	// or it would measure nil replies. The keyspace is filled first.
 	readsExisting bool
@@ -94,6 +98,11 @@ func scenarios() []scenario {
 		// cost must stay within 5% (compare with set-p1-3B, set-p16-3B).
 		witnessOffRow(1, 250_000),
 		witnessOffRow(16, 600_000),
+		// Client TLS through the proxy against its plaintext listener.
+		tlsRow("set", 1, 150_000, 0),
+		tlsRow("get", 1, 150_000, 0),
+		tlsRow("set", 16, 600_000, 0.8),
+		tlsRow("get", 16, 1_000_000, 0.8),
 	}
 }
 
