@@ -225,14 +225,22 @@ func (m *Monitor) guardMasterLocked(st *router.NodeState) {
 	case cont:
 		m.closeIncidentLocked(inc, "the master came back on its history: replicas resumed from it")
 		m.unparkLocked(inc, st.Addr)
-	case st.Keys != 0 || bestKeys <= 0:
+	case st.Keys < 0:
+		// Its keyspace is not known yet: no judgement either way.
+	case st.Keys > 0:
 		// A new history that holds data (an AOF restart that did not keep
-		// its replication ID), or replicas that hold nothing to protect:
-		// resyncing from it loses nothing.
+		// its replication ID): resyncing from it loses nothing.
 		m.closeIncidentLocked(inc, "the master came back on a new history with its data: replicas resync from it")
 		m.unparkLocked(inc, st.Addr)
 	case best == "":
+		// Before the keys test below: with no successor chosen yet,
+		// bestKeys says nothing (a closed incident here unparked replicas
+		// onto an empty master).
 		m.log.Debug("EMPTY-MASTER GUARD: the master came back empty; waiting until every replica is seen parked", "master", st.Addr)
+	case bestKeys <= 0:
+		// The replicas hold nothing to protect either.
+		m.closeIncidentLocked(inc, "the master came back empty, and so are its replicas: they resync from it")
+		m.unparkLocked(inc, st.Addr)
 	default:
 		inc.phase = phasePromoting
 		inc.Promoted = best
