@@ -342,13 +342,20 @@ func (l *loop) flushBackends() {
 // close a connection synchronously, whose OnClose flushes again: the nested
 // call is a no-op and what it would have written is picked up here, since
 // the lists are re-read on every iteration.
+//
+// Inside a flushBackends (a backend's failed write closed it, and its
+// OnClose flushes), the backends are that outer call's to write: the loop
+// here must not wait for them, or it spins forever on a list only the
+// outer call empties (seen: a loop stuck at 100% CPU after a node was
+// killed, every client of the loop timing out).
 func (l *loop) flush() {
 	if l.flushing {
 		return
 	}
 	l.flushing = true
-	for (len(l.dirtyBackends) > 0 && !l.flushQueued) || len(l.dirtySessions) > 0 {
-		if !l.flushQueued {
+	backends := func() bool { return len(l.dirtyBackends) > 0 && !l.flushQueued && !l.flushingBackends }
+	for backends() || len(l.dirtySessions) > 0 {
+		if backends() {
 			l.flushBackends()
 		}
 		for i := 0; i < len(l.dirtySessions); i++ {
@@ -359,7 +366,7 @@ func (l *loop) flush() {
 		}
 		l.dirtySessions = l.dirtySessions[:0]
 	}
-	if l.flushQueued {
+	if l.flushQueued && !l.flushingBackends {
 		// A backend with a lot queued gets it now rather than at the end of
 		// the wake-up, so the server works on the first clients' requests
 		// while the loop still reads the others': one round trip per
