@@ -116,6 +116,7 @@ type session struct {
 	// the session is not idle (what runs next must come after them).
 	heldOutstanding int
 	monitoring      bool
+	subs            subCounts // subcount.go
 }
 
 func newSession(l *loop, c gnet.Conn, id int64) *session {
