@@ -411,7 +411,14 @@ func (b *backend) onTraffic() {
 }
 
 func (b *backend) onReply(frame []byte) {
-	if b.relay && b.owner != nil && (frame[0] == '>' || (b.proto == 2 && b.pend.len() == 0)) {
+	// A RESP3 push is never a reply, on any connection a client owns: in
+	// subscribe mode, and the invalidations of CLIENT TRACKING (they were
+	// taken for the reply of the next request, which client-side caches
+	// in node-redis 5 never saw).
+	if b.owner != nil && (frame[0] == '>' || (b.relay && b.proto == 2 && b.pend.len() == 0)) {
+		if b.relay {
+			b.owner.subs.notePubSub(frame)
+		}
 		b.owner.deliverOutOfBand(frame)
 		return
 	}

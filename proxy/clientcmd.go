@@ -154,7 +154,7 @@ const errSyntax = "ERR syntax error"
 // clientType is getClientType's answer for a proxy client: the proxy has
 // no master or replica clients, and a monitor counts as normal there too.
 func (s *session) clientType() string {
-	if s.subscribed {
+	if s.subs.any() {
 		return "pubsub"
 	}
 	return "normal"
@@ -323,7 +323,8 @@ func (s *session) clientKill(args [][]byte, later func() func([]byte)) bool {
 // command: the server is asked, on a connection of its own, to unblock the
 // dedicated connection the call runs on, and its answer (1 or 0) is the
 // reply; the blocked client then gets what Redis sends it (the timeout
-// reply, or -UNBLOCKED with ERROR).
+// reply, or -UNBLOCKED with ERROR). A client blocked in the proxy's own
+// WAIT is unblocked by the proxy (waitunblock.go).
 func (s *session) clientUnblock(args [][]byte, later func() func([]byte)) bool {
 	if len(args) > 4 {
 		s.localError("ERR unknown subcommand or wrong number of arguments for 'unblock'. Try CLIENT HELP.")
@@ -357,6 +358,10 @@ func (s *session) clientUnblock(args [][]byte, later func() func([]byte)) bool {
 		home.run(func() { done(r) })
 	}
 	t.l.run(func() {
+		if t.l.unblockWait(t, reason == "ERROR") {
+			answer(oneReply)
+			return
+		}
 		var rid int64
 		if !t.closed && t.blockingCall && t.pinned != nil && !t.inMulti {
 			rid = t.pinned.redisID
@@ -460,13 +465,13 @@ func (s *session) appendClientLine(b []byte, now time.Time) []byte {
 	if s.monitoring {
 		b = append(b, 'O')
 	}
-	if s.subscribed {
+	if s.subs.any() {
 		b = append(b, 'P')
 	}
 	if s.inMulti {
 		b = append(b, 'x')
 	}
-	if s.blockingCall && !s.inMulti {
+	if (s.blockingCall && !s.inMulti) || s.waiting != nil {
 		b = append(b, 'b')
 	}
 	if s.tracking {
@@ -483,7 +488,13 @@ func (s *session) appendClientLine(b []byte, now time.Time) []byte {
 	}
 	b = append(b, " db="...)
 	b = strconv.AppendInt(b, int64(s.db), 10)
-	b = append(b, " sub=0 psub=0 ssub=0 multi="...)
+	b = append(b, " sub="...)
+	b = strconv.AppendInt(b, int64(s.subs.sub), 10)
+	b = append(b, " psub="...)
+	b = strconv.AppendInt(b, int64(s.subs.psub), 10)
+	b = append(b, " ssub="...)
+	b = strconv.AppendInt(b, int64(s.subs.ssub), 10)
+	b = append(b, " multi="...)
 	multi := -1
 	if s.inMulti {
 		multi = s.multiQueued

@@ -303,6 +303,7 @@ func (s *session) dropPinned() {
 	}
 	s.inMulti, s.watching, s.subscribed, s.tracking, s.blockingCall = false, false, false, false, false
 	s.multiSelect = -1
+	s.subs = subCounts{}
 }
 
 // local answers the commands that act on the client connection itself.
@@ -462,7 +463,7 @@ func (s *session) hello(args [][]byte) bool {
 			return true
 		}
 	} else if !s.authed {
-		s.localError(errHelloNoAuth)
+		s.localError(helloNoAuth(s.srv.serverVersion))
 		return true
 	}
 	if setName && !validClientName(name) {

@@ -116,6 +116,7 @@ type session struct {
 	// the session is not idle (what runs next must come after them).
 	heldOutstanding int
 	monitoring      bool
+	subs            subCounts // subcount.go
 
 	guard sessionGuard // auth timeout, output buffer limits (limits.go)
 }

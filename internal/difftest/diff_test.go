@@ -1,10 +1,6 @@
 package difftest
 
 import (
-	"context"
-	"io"
-	"log/slog"
-	"os"
 	"regexp"
 	"sort"
 	"strconv"
@@ -12,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/replproxy/replproxy/internal/proxytest"
 	"github.com/replproxy/replproxy/internal/redistest"
 	"github.com/replproxy/replproxy/proxy"
 )
@@ -93,26 +90,7 @@ func start(t *testing.T) *env {
 	t.Helper()
 	plain := redistest.Start(t, redistest.Options{})
 	topo := redistest.Start(t, redistest.Options{Replicas: 2})
-	var w io.Writer = io.Discard
-	if os.Getenv("REPLPROXY_TEST_LOG") != "" {
-		w = os.Stderr
-	}
-	srv, err := proxy.New(proxy.Config{
-		Listen: "127.0.0.1:0", Master: topo.Master.Addr(),
-		Logger: slog.New(slog.NewTextHandler(w, nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		t.Fatalf("Serve: %v", err)
-	}
-	t.Cleanup(func() { cancel(); <-done })
+	srv := proxytest.Start(t, proxy.Config{Master: topo.Master.Addr()})
 	e := &env{plain: plain.Master.Addr(), proxied: srv.Addr(), topo: topo}
 	// Wait until reads can go to both replicas.
 	c := dial(t, e.proxied)
