@@ -18,17 +18,21 @@ func BenchmarkProxyPipeline(b *testing.B) {
 	for _, depth := range []int{1, 16} {
 		for _, cmd := range []string{"GET", "SET"} {
 			b.Run(cmd+"/P"+itoa(depth), func(b *testing.B) {
-				benchPipeline(b, cmd, depth)
+				benchPipeline(b, cmd, depth, true)
 			})
 		}
+		// The write witness's cost: SET with it off.
+		b.Run("SET/P"+itoa(depth)+"/witness-off", func(b *testing.B) {
+			benchPipeline(b, "SET", depth, false)
+		})
 	}
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
-func benchPipeline(b *testing.B, cmd string, depth int) {
+func benchPipeline(b *testing.B, cmd string, depth int, witness bool) {
 	topo := startTopologyB(b)
-	srv := startProxyB(b, Config{Master: topo})
+	srv := startProxyB(b, Config{Master: topo, Witness: &witness})
 	conn, err := net.Dial("tcp", srv)
 	if err != nil {
 		b.Fatal(err)

@@ -81,13 +81,15 @@ func (s *session) gate() (pass, consumed bool) {
 
 // afterFunc runs checkParked on the loop after d.
 func (l *loop) afterFunc(d time.Duration) {
-	time.AfterFunc(d, func() {
-		_ = l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-			l.tick()
-			l.checkParked()
-			l.flush()
-			return nil
-		}))
+	time.AfterFunc(d, func() { _ = l.el.Execute(context.Background(), l.timerTask) })
+}
+
+func newTimerTask(l *loop) gnet.Runnable {
+	return gnet.RunnableFunc(func(context.Context) error {
+		l.tick()
+		l.checkParked()
+		l.flush()
+		return nil
 	})
 }
 

@@ -30,10 +30,15 @@ type loop struct {
 	// hold their bytes; witnessNeed (read by the link's goroutine) is the
 	// lowest fence among them, 0 for none; witnessWake dedups wake-ups.
 	witnessWaits []witnessWait
-	witnessNeed  atomic.Int64
-	witnessWake  atomic.Bool
-	witnessTask  gnet.Runnable
-	replicas     map[string]*nodePool
+	witnessBuf   []byte // the waiting replies' bytes (witnessWait.off, n)
+	// witnessTimerAt is when the armed witness timer fires (zero: none).
+	witnessTimerAt   time.Time
+	witnessTimerTask gnet.Runnable
+	timerTask        gnet.Runnable
+	witnessNeed      atomic.Int64
+	witnessWake      atomic.Bool
+	witnessTask      gnet.Runnable
+	replicas         map[string]*nodePool
 	// idle dedicated master connections, kept for the next session that pins one.
 	idleDedicated [2][]*backend
 
@@ -130,6 +135,8 @@ func newLoop(s *Server, el gnet.EventLoop) *loop {
 	l.master = l.newPool(addr, false)
 	l.switchTask = newSwitchTask(l)
 	l.witnessTask = newWitnessTask(l)
+	l.witnessTimerTask = newWitnessTimerTask(l)
+	l.timerTask = newTimerTask(l)
 	l.backendFlush = gnet.RunnableFunc(func(context.Context) error {
 		l.flushQueued = false
 		l.flushBackends()

@@ -30,7 +30,9 @@ type witnessWait struct {
 	seq      uint64
 	fence    int64
 	deadline time.Time
-	reply    []byte
+	// off and n locate the reply in the loop's witnessBuf: one buffer for
+	// every waiting reply, so waiting allocates nothing in steady state.
+	off, n int
 }
 
 // witnessed reports whether a write reply with fence may be released now:
@@ -52,17 +54,22 @@ func (l *loop) witnessed(fence int64, reply []byte) bool {
 func (l *loop) awaitWitness(s *session, b *backend, seq uint64, exec bool, fence int64, reply []byte) {
 	srv := l.srv
 	s.heldOutstanding++
+	off := len(l.witnessBuf)
+	l.witnessBuf = append(l.witnessBuf, reply...)
 	l.witnessWaits = append(l.witnessWaits, witnessWait{
 		s: s, b: b, seq: seq, fence: fence, exec: exec,
 		deadline: l.now.Add(srv.cfg.WitnessTimeout),
-		reply:    append([]byte(nil), reply...),
+		off:      off, n: len(reply),
 	})
 	l.stats.witnessWaited.Add(1)
 	l.inflight.Add(1) // a graceful shutdown waits for it too
-	if len(l.witnessWaits) == 1 {
-		l.afterFunc(srv.cfg.WitnessTimeout)
+	l.witnessTimer(srv.cfg.WitnessTimeout)
+	// The lowest fence waited for can only go down here; checkWitness
+	// recomputes it as replies leave (a scan per wait was quadratic in the
+	// replies of a pipelined batch).
+	if need := l.witnessNeed.Load(); need == 0 || fence < need {
+		l.witnessNeed.Store(fence)
 	}
-	l.updateWitnessNeed()
 	// The link may have passed the fence between the check and the store
 	// of witnessNeed, with its hook seeing the old value: look once more.
 	if srv.link.Offset() >= fence && l.witnessWake.CompareAndSwap(false, true) {
@@ -119,17 +126,18 @@ func (l *loop) checkWitness(now time.Time) {
 			l.inflight.Add(-1)
 			w.s.heldOutstanding--
 		}
+		reply := l.witnessBuf[w.off : w.off+w.n]
 		switch {
 		case w.s.closed:
 		case w.fence <= have:
-			l.finishWrite(w.s, w.b, w.seq, w.exec, w.fence, w.reply)
+			l.finishWrite(w.s, w.b, w.seq, w.exec, w.fence, reply)
 		case !now.Before(w.deadline) || !connected:
 			if connected {
 				l.stats.witnessTimeouts.Add(1)
 			} else {
 				l.stats.witnessOff.Add(1)
 			}
-			l.finishWrite(w.s, w.b, w.seq, w.exec, w.fence, w.reply)
+			l.finishWrite(w.s, w.b, w.seq, w.exec, w.fence, reply)
 		default:
 			kept = append(kept, w)
 		}
@@ -138,11 +146,55 @@ func (l *loop) checkWitness(now time.Time) {
 		l.witnessWaits[i] = witnessWait{}
 	}
 	l.witnessWaits = kept
+	// Compact the kept replies to the front of the buffer (in order, so
+	// each moves down or stays: copy handles the overlap). finishWrite
+	// copies what it delivers, so nothing points into the buffer now.
+	pos := 0
+	for i := range kept {
+		k := &kept[i]
+		copy(l.witnessBuf[pos:], l.witnessBuf[k.off:k.off+k.n])
+		k.off = pos
+		pos += k.n
+	}
+	l.witnessBuf = l.witnessBuf[:pos]
+	if pos == 0 && cap(l.witnessBuf) > maxRetainedWitnessBytes {
+		l.witnessBuf = nil // a burst of large values is not kept forever
+	}
 	l.updateWitnessNeed()
 	if len(kept) > 0 {
-		l.afterFunc(max(time.Millisecond, kept[0].deadline.Sub(now)))
+		l.witnessTimer(max(time.Millisecond, kept[0].deadline.Sub(now)))
 	}
 }
+
+// witnessTimer makes sure the loop wakes within d to time out waiting
+// replies. One timer at a time: one already due no later serves, since
+// every checkWitness re-arms for the replies still waiting (a timer per
+// batch was, at P16, thousands of timers, goroutines and wake-ups a
+// second).
+func (l *loop) witnessTimer(d time.Duration) {
+	at := time.Now().Add(d)
+	if !l.witnessTimerAt.IsZero() && !l.witnessTimerAt.After(at) {
+		return
+	}
+	l.witnessTimerAt = at
+	time.AfterFunc(d, func() { _ = l.el.Execute(context.Background(), l.witnessTimerTask) })
+}
+
+func newWitnessTimerTask(l *loop) gnet.Runnable {
+	return gnet.RunnableFunc(func(context.Context) error {
+		l.tick()
+		if !l.witnessTimerAt.After(l.now) {
+			l.witnessTimerAt = time.Time{} // the armed timer fired
+		}
+		l.checkWitness(l.now)
+		l.flush()
+		return nil
+	})
+}
+
+// maxRetainedWitnessBytes bounds the witness buffer a loop keeps between
+// bursts.
+const maxRetainedWitnessBytes = 1 << 20
 
 // finishWrite delivers a witnessed write reply, through the synchronous
 // replication wait when --sync-replicas asks for one.

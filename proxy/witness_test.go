@@ -272,3 +272,67 @@ func dumpAll(t *testing.T, c *redis.Client, dbs ...int) map[string]string {
 	}
 	return out
 }
+
+// Replies that wait for the witness come out exactly as the master sent
+// them, each to its own client, in order: 8 clients pipeline INCRBYs of
+// their own counters (every reply is a different number, of varying
+// length) and APPENDs (the new length), next to 64 KB writers that make
+// the link lag so replies wait, are released out of arrival order across
+// connections, and are moved within the loop's witness buffer.
+func TestWitnessRepliesExact(t *testing.T) {
+	t.Parallel()
+	topo := redistest.Start(t, redistest.Options{Replicas: 1})
+	srv := startProxy(t, Config{Master: topo.Master.Addr(), Loops: 1, BackendConns: 4})
+	stop := make(chan struct{})
+	big := bigWriters(t, srv.Addr(), 2, stop)
+	var wg sync.WaitGroup
+	errc := make(chan error, 8)
+	for id := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx := context.Background()
+			c := client(t, srv.Addr(), &redis.Options{MaxRetries: -1})
+			key, str := fmt.Sprintf("exact:%d", id), fmt.Sprintf("exact:s:%d", id)
+			var sum, length int64
+			for round := range 60 {
+				p := c.Pipeline()
+				var incr, app []*redis.IntCmd
+				var want, wantLen []int64
+				for j := range 16 {
+					by := int64(round*1000 + j*37 + id + 1)
+					sum += by
+					incr = append(incr, p.IncrBy(ctx, key, by))
+					want = append(want, sum)
+					piece := strings.Repeat("x", 1+(round+j)%7)
+					length += int64(len(piece))
+					app = append(app, p.Append(ctx, str, piece))
+					wantLen = append(wantLen, length)
+				}
+				if _, err := p.Exec(ctx); err != nil {
+					errc <- fmt.Errorf("client %d round %d: %v", id, round, err)
+					return
+				}
+				for j := range incr {
+					if incr[j].Val() != want[j] || app[j].Val() != wantLen[j] {
+						errc <- fmt.Errorf("client %d round %d reply %d: INCRBY = %d (want %d), APPEND = %d (want %d)",
+							id, round, j, incr[j].Val(), want[j], app[j].Val(), wantLen[j])
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	big.Wait()
+	close(errc)
+	for err := range errc {
+		t.Error(err)
+	}
+	waited := sumLoops(srv, func(l *loop) int64 { return l.stats.witnessWaited.Load() })
+	t.Logf("%d write replies waited for the witness", waited)
+	if waited == 0 {
+		t.Error("no reply waited for the witness: the test did not exercise it")
+	}
+}
