@@ -220,7 +220,7 @@ const loopDepth = -1
 const masterBase = -3
 
 // staleReplicas returns, sorted, the discovered replicas to stop polling:
-// unreachable, not named by the operator (static), not listed by Sentinel
+// polled and found unreachable, not named by the operator (static), not listed by Sentinel
 // (sentinelListed), and listed by no node's last answer (lists: node ->
 // the replicas its INFO listed; a node that stopped answering has no
 // entry, so the replicas only it listed go once they stop answering too).
@@ -233,7 +233,9 @@ func staleReplicas(replicas map[string]*router.NodeState, static map[string]bool
 	}
 	var out []string
 	for addr, st := range replicas {
-		if !st.Reachable && !static[addr] && !listed[addr] && !sentinelListed(addr) {
+		// Seen zero: not polled yet (just discovered, or the old master
+		// just switched from), so not known to be gone.
+		if !st.Reachable && !st.Seen.IsZero() && !static[addr] && !listed[addr] && !sentinelListed(addr) {
 			out = append(out, addr)
 		}
 	}

@@ -3,6 +3,7 @@ package topology
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/replproxy/replproxy/router"
 )
@@ -259,8 +260,9 @@ func TestResolveParent(t *testing.T) {
 }
 
 func TestStaleReplicas(t *testing.T) {
-	up := &router.NodeState{Reachable: true}
-	down := &router.NodeState{}
+	up := &router.NodeState{Reachable: true, Seen: time.Now()}
+	down := &router.NodeState{Seen: time.Now()}
+	unpolled := &router.NodeState{}
 	none := func(string) bool { return false }
 	for _, tc := range []struct {
 		name     string
@@ -278,6 +280,9 @@ func TestStaleReplicas(t *testing.T) {
 		// R2 has not timed out yet).
 		{"listed by its parent stays", map[string]*router.NodeState{"r1": up, "r2": down}, nil, map[string][]string{"r1": {"r2"}}, none, nil},
 		{"listed by Sentinel stays", map[string]*router.NodeState{"a": down}, nil, nil, func(a string) bool { return a == "a" }, nil},
+		// The old master right after a switch, before its first poll as a
+		// replica: the new master does not list it yet.
+		{"not polled yet stays", map[string]*router.NodeState{"a": unpolled}, nil, nil, none, nil},
 		{"sorted", map[string]*router.NodeState{"c": down, "a": down, "b": down}, nil, nil, none, []string{"a", "b", "c"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -416,7 +416,10 @@ func (m *Monitor) knownLocked(addr string) string {
 	if _, ok := m.replicas[addr]; ok {
 		return addr
 	}
-	return resolveParent(addr, m.knownAddrsLocked(), sameHostPort)
+	if r := resolveParent(addr, m.knownAddrsLocked(), sameHostPort); r != addr {
+		return r // the same node under another name
+	}
+	return ""
 }
 
 // knownAddrsLocked is the master then the replicas, sorted: what
