@@ -34,10 +34,12 @@ type Monitor struct {
 	// lists: node -> the replicas its last answer listed (INFO slaveN),
 	// for discovery down the tree; a replica that stops answering loses
 	// its entry, the master keeps its last one.
-	lists   map[string][]string
-	static  map[string]bool // named by the operator: never forgotten
-	pollers map[string]context.CancelFunc
-	kick    map[string]chan struct{}
+	lists  map[string][]string
+	static map[string]bool // named by the operator: never forgotten
+	// capWarned: discovery reached maxDiscovered once (warned about once).
+	capWarned bool
+	pollers   map[string]context.CancelFunc
+	kick      map[string]chan struct{}
 	// demoted: a loop saw a replica fail at that time; it stays ineligible
 	// until a poll that started after it.
 	demoted map[string]time.Time
@@ -400,11 +402,24 @@ func (m *Monitor) discoverLocked(node string, listed []string, why string) {
 			kept = append(kept, known)
 			continue
 		}
+		if len(m.replicas) >= maxDiscovered {
+			if !m.capWarned {
+				m.capWarned = true
+				m.log.Warn("replica not polled: discovery already polls the most it may", "replica", addr, "listed_by", node, "max", maxDiscovered)
+			}
+			continue
+		}
 		kept = append(kept, addr)
 		m.addReplicaLocked(addr, why+" "+node)
 	}
 	m.lists[node] = kept
 }
+
+// maxDiscovered bounds the replicas discovery polls (a goroutine and a
+// connection each, a poll every PollInterval): far above any real
+// replication tree, low enough that lists gone wrong cannot exhaust the
+// proxy.
+const maxDiscovered = 512
 
 // knownLocked returns the address the monitor polls addr under ("" when
 // it does not): the same string, or the same host and port by another
