@@ -82,6 +82,9 @@ var (
 	famReplicaIneligible = def("replica_ineligible", kindGauge,
 		"1 for the reason the replica is ineligible now; no series while it is eligible.",
 		"addr", "reason")
+	famReplicaDepth = def("replica_depth", kindGauge,
+		"The replica's depth in the replication tree (1: a replica of the master, 2: a replica of one of those, ...; 0 unknown, -1 in a loop of REPLICAOFs), labelled with the node it replicates from (\"\" when unknown).",
+		"addr", "parent")
 	famMasterOffset = def("master_replication_offset_bytes", kindGauge,
 		"The master's replication offset (master_repl_offset); absent while unknown.")
 	famReplicaOffset = def("replica_replication_offset_bytes", kindGauge,
@@ -243,6 +246,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		if n.Offset >= 0 {
 			e.emit(famReplicaOffset, float64(n.Offset), n.Addr)
 		}
+		e.emit(famReplicaDepth, float64(n.Depth), n.Addr, n.Parent)
 	}
 	if s.MasterReplOffset >= 0 {
 		e.emit(famMasterOffset, float64(s.MasterReplOffset))

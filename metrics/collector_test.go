@@ -47,9 +47,9 @@ func fullStats(s *Stats) {
 		ClientsRejected:  2,
 		Nodes: []Node{
 			{Addr: "10.0.0.1:6379", Role: "master", Up: true, Eligible: true, LagBytes: 0, LagSeconds: 0, Offset: 1000, PersistRDB: 1, PersistAOF: 0},
-			{Addr: "10.0.0.2:6379", Role: "replica", Up: true, Eligible: true, Reason: "ignored when eligible", LagBytes: 10, LagSeconds: 0.002, Offset: 990, PersistRDB: -1, PersistAOF: -1},
+			{Addr: "10.0.0.2:6379", Role: "replica", Up: true, Eligible: true, Reason: "ignored when eligible", LagBytes: 10, LagSeconds: 0.002, Offset: 990, PersistRDB: -1, PersistAOF: -1, Parent: "10.0.0.1:6379", Depth: 1},
 			{Addr: "10.0.0.3:6379", Role: "replica", Up: false, Eligible: false, Reason: "link_down", LagBytes: -1, LagSeconds: -1, Offset: -1, PersistRDB: -1, PersistAOF: -1},
-			{Addr: "10.0.0.4:6379", Role: "", Up: true, Eligible: false, Reason: "", LagBytes: 5, LagSeconds: math.NaN(), Offset: 995, PersistRDB: -1, PersistAOF: -1},
+			{Addr: "10.0.0.4:6379", Role: "", Up: true, Eligible: false, Reason: "", LagBytes: 5, LagSeconds: math.NaN(), Offset: 995, PersistRDB: -1, PersistAOF: -1, Parent: "10.0.0.2:6379", Depth: 2},
 		},
 		MasterReplOffset: 1000,
 		ReadFallbacks: []ReasonCount{
@@ -140,6 +140,9 @@ func TestCollectorFullStats(t *testing.T) {
 		`replproxy_replica_eligible{addr="10.0.0.4:6379"}`:                      0,
 		`replproxy_replica_ineligible{addr="10.0.0.3:6379",reason="link_down"}`: 1,
 		`replproxy_replica_ineligible{addr="10.0.0.4:6379",reason="unknown"}`:   1,
+		`replproxy_replica_depth{addr="10.0.0.2:6379",parent="10.0.0.1:6379"}`:  1,
+		`replproxy_replica_depth{addr="10.0.0.3:6379",parent=""}`:               0,
+		`replproxy_replica_depth{addr="10.0.0.4:6379",parent="10.0.0.2:6379"}`:  2,
 		`replproxy_master_replication_offset_bytes`:                             1000,
 		`replproxy_replica_replication_offset_bytes{addr="10.0.0.2:6379"}`:      990,
 		`replproxy_replica_replication_offset_bytes{addr="10.0.0.4:6379"}`:      995,

@@ -160,6 +160,12 @@ type Node struct {
 	// PersistRDB and PersistAOF: 1 the node saves RDB snapshots / writes an
 	// AOF, 0 it does not, -1 unknown (the series is then absent).
 	PersistRDB, PersistAOF int8
+	// Parent is the node a replica replicates from ("" when unknown) and
+	// Depth its distance from the master in the replication tree (1: a
+	// replica of the master, 2: of a replica, ...; 0 unknown, -1 in a loop
+	// of REPLICAOFs). Replicas only.
+	Parent string
+	Depth  int
 }
 
 // ReasonCount is one series of a family keyed by a single reason, outcome or

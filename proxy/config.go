@@ -19,7 +19,9 @@ type Config struct {
 	// Replicas are the replicas named on the command line. Nil means none
 	// (discovery, when enabled, may still find some).
 	Replicas []string
-	// DiscoverReplicas asks the master which replicas it has. Nil means true.
+	// DiscoverReplicas asks the master which replicas it has, and every
+	// replica which replicas it has in turn (master -> R1 -> R2), to any
+	// depth. Nil means true.
 	DiscoverReplicas *bool
 	// NoReplicationLink disables the proxy's own replica link to the master
 	// (replstream). Without it replica lag in milliseconds is unknown, so

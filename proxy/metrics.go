@@ -128,6 +128,7 @@ func nodeMetric(n *router.NodeState, role string) metrics.Node {
 		return m
 	}
 	m.Eligible, m.Reason = n.Eligible, n.Reason
+	m.Parent, m.Depth = n.Parent, n.Depth
 	if n.LagMs >= 0 {
 		m.LagSeconds = float64(n.LagMs) / 1000
 	}

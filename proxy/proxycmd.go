@@ -187,13 +187,17 @@ func (s *session) appendTopology(b []byte) []byte {
 
 func (s *session) appendNode(b []byte, n *router.NodeState, ok bool) []byte {
 	p := s.proto
-	b = resp.AppendMapHeader(b, 14, p)
+	b = resp.AppendMapHeader(b, 16, p)
 	b = kvString(b, "addr", n.Addr)
 	role := n.Role
 	if role == "" {
 		role = "unknown"
 	}
 	b = kvString(b, "role", role)
+	// Where it sits in the replication tree: "" and 0 for the master; a
+	// replica of a replica names its parent, at depth 2 and more.
+	b = kvString(b, "parent", n.Parent)
+	b = kvInt(b, "depth", int64(n.Depth))
 	b = kvBool(b, "reachable", n.Reachable, p)
 	b = kvBool(b, "link_up", n.LinkUp || n.Role == "master", p)
 	b = kvString(b, "replid", n.ReplID)

@@ -25,9 +25,21 @@ type NodeState struct {
 	LagMs int64
 	// Eligible says whether reads may go to this replica at all; Reason says
 	// why not ("" when eligible): "unreachable", "link down", "syncing",
-	// "loading", "other history", "offset unknown", "not a replica of our master".
+	// "loading", "replication loop", "other history", "offset unknown",
+	// "not a replica".
+	// A replica of a replica is judged like any other: by its own link and
+	// the history it follows, never by who its master is (issue 16).
 	Eligible bool
 	Reason   string
+	// Parent is the node a replica replicates from, as the monitor knows
+	// that node (its address in this snapshot when it is one of ours),
+	// "" when the replica names none. Depth is the replica's distance from
+	// the master in the replication tree: 1 for a replica of the master, 2
+	// for a replica of one of those, ...; 0 when unknown (its chain leads to
+	// a node the proxy does not poll, or is broken); -1 when its chain runs
+	// in a circle of REPLICAOFs (it then never advances: ineligible).
+	Parent string
+	Depth  int
 	// ReplID2 and SecondOffset are master_replid2 and second_repl_offset:
 	// the history a promoted node held before, valid up to SecondOffset-1.
 	ReplID2      string

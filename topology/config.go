@@ -21,7 +21,8 @@ type Config struct {
 	// forgotten.
 	Replicas []string
 	// DiscoverReplicas adds the replicas the master lists (INFO
-	// replication), and, with Sentinels, those Sentinel lists.
+	// replication), the replicas those list in turn, to any depth
+	// (cascading replicas), and, with Sentinels, those Sentinel lists.
 	DiscoverReplicas bool
 
 	// Sentinels and SentinelMaster make the monitor follow the master the

@@ -2,6 +2,7 @@ package topology
 
 import (
 	"net"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -128,8 +129,133 @@ func listedReplicas(f map[string]string) []string {
 	return out
 }
 
+// resolveParent names the node a replica's INFO calls named (master_host
+// and master_port, as configured on the replica) by the address the
+// monitor knows that node by, when one of known is the same host and port
+// ("localhost:6379" vs "127.0.0.1:6379"); otherwise named itself. known is
+// searched in order, so the answer is the same on every poll.
+func resolveParent(named string, known []string, same func(a, b string) bool) string {
+	if named == "" {
+		return ""
+	}
+	for _, k := range known {
+		if k == named {
+			return k
+		}
+	}
+	for _, k := range known {
+		if same(named, k) {
+			return k
+		}
+	}
+	return named
+}
+
+// treeDepths returns every replica's depth below master in the
+// replication tree parents describes (replica -> the node it replicates
+// from, as resolveParent names it): 1 for a replica of master, n+1 for a
+// replica of a replica at depth n; 0 when its chain reaches a node that is
+// neither master nor in parents (one the proxy does not poll, or none);
+// loopDepth when its chain runs in a circle (in the circle or below it).
+// Each node is decided once per call: a walk stops at a node already
+// decided, and a node met twice on one walk closes a loop.
+func treeDepths(master string, parents map[string]string) map[string]int {
+	depth := make(map[string]int, len(parents))
+	const onPath = -2
+	var path []string
+	for start := range parents {
+		if _, done := depth[start]; done {
+			continue
+		}
+		path = path[:0]
+		base := 0 // the depth of the node the walk ended at
+		for n := start; ; {
+			if n == "" {
+				break // no parent named: unknown
+			}
+			if n == master {
+				base = masterBase
+				break
+			}
+			d, seen := depth[n]
+			if seen {
+				base = d
+				if d == onPath {
+					base = loopDepth
+				}
+				break
+			}
+			p, polled := parents[n]
+			if !polled {
+				break // not a node we poll: unknown
+			}
+			depth[n] = onPath
+			path = append(path, n)
+			n = p
+		}
+		for i := len(path) - 1; i >= 0; i-- {
+			switch base {
+			case loopDepth, 0:
+				depth[path[i]] = base
+			case masterBase:
+				base = 1
+				depth[path[i]] = base
+			default:
+				base++
+				depth[path[i]] = base
+			}
+		}
+	}
+	return depth
+}
+
+// loopDepth is treeDepths' answer for a replica in or below a loop of
+// REPLICAOFs (R1 -> R2 -> R1): Redis lets one form with every link up, on
+// the master's replication ID, each node accepting the other's PSYNC, and
+// no data source: offsets frozen for ever.
+const loopDepth = -1
+
+// masterBase marks a walk that ended at the master (its depth is 0, which
+// already means unknown).
+const masterBase = -3
+
+// staleReplicas returns, sorted, the discovered replicas to stop polling:
+// polled and found unreachable, not named by the operator (static), not listed by Sentinel
+// (sentinelListed), and listed by no node's last answer (lists: node ->
+// the replicas its INFO listed; a node that stopped answering has no
+// entry, so the replicas only it listed go once they stop answering too).
+func staleReplicas(replicas map[string]*router.NodeState, static map[string]bool, lists map[string][]string, sentinelListed func(string) bool) []string {
+	listed := make(map[string]bool)
+	for _, l := range lists {
+		for _, a := range l {
+			listed[a] = true
+		}
+	}
+	var out []string
+	for addr, st := range replicas {
+		// Seen zero: not polled yet (just discovered, or the old master
+		// just switched from), so not known to be gone.
+		if !st.Reachable && !st.Seen.IsZero() && !static[addr] && !listed[addr] && !sentinelListed(addr) {
+			out = append(out, addr)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // eligibility decides whether reads may go to replica r of master m, and
 // says why not. demoted: a loop saw a read fail there since r was polled.
+//
+// Who r replicates from does not enter into it: a replica of a replica
+// (master -> R1 -> R2) follows the master's history byte for byte (PSYNC2:
+// R1 passes the master's stream on unchanged, and R2 takes R1's
+// replication ID, which is the master's), so R2 at offset X has applied
+// every write whose stream end is <= X, exactly as a direct replica at X
+// would. Its parent's troubles reach it only through its own state: a
+// paused R1 freezes R2's offset (fences and lag see it), a dead R1 takes
+// R2's link down, an R1 that full-resyncs onto another history first
+// disconnects R2 (which then syncs or follows the other ID). Test:
+// proxy.TestCascadeCausalWhileParentPaused and TestCascadeParentKilled.
 func eligibility(r, m *router.NodeState, demoted bool) (bool, string) {
 	switch {
 	case r.Reason != "":
@@ -142,6 +268,11 @@ func eligibility(r, m *router.NodeState, demoted bool) (bool, string) {
 		return false, "syncing"
 	case r.Loading:
 		return false, "loading"
+	case r.Depth == loopDepth:
+		// Linked, on the master's history, and never to advance again:
+		// only eventual reads would go there, and read stale data
+		// forever.
+		return false, "replication loop"
 	case m.Role != "master" || m.ReplID == "" || r.ReplID != m.ReplID:
 		// A master that stopped answering keeps its last known history:
 		// a replica on it still holds every write it has applied, and

@@ -1,7 +1,9 @@
 package topology
 
 import (
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/replproxy/replproxy/router"
 )
@@ -112,6 +114,12 @@ func TestEligibility(t *testing.T) {
 		{"master unreachable: its history is still known", good, with(func(r *router.NodeState) { *r = master; r.Reachable = false }), false, ""},
 		{"master never seen", good, router.NodeState{}, false, "other history"},
 		{"offset unknown", with(func(r *router.NodeState) { r.Offset = -1 }), master, false, "offset unknown"},
+		// master -> R1 -> R2: R2 is judged by its own link and history,
+		// whoever its parent is, and whether or not the proxy polls it.
+		{"replica of a replica", with(func(r *router.NodeState) { r.Parent, r.Depth = "r1:6379", 2 }), master, false, ""},
+		{"replica of a node not polled", with(func(r *router.NodeState) { r.Parent, r.Depth = "r1:6379", 0 }), master, false, ""},
+		{"replica in a loop of REPLICAOFs", with(func(r *router.NodeState) { r.Parent, r.Depth = "r1:6379", loopDepth }), master, false, "replication loop"},
+		{"replica of a replica whose parent died", with(func(r *router.NodeState) { r.Parent, r.Depth, r.LinkUp = "r1:6379", 2, false }), master, false, "link down"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ok, reason := eligibility(&tc.r, &tc.m, tc.demoted)
@@ -186,5 +194,102 @@ func TestListedReplicas(t *testing.T) {
 	}
 	if p := parentOf(f); p != "" {
 		t.Fatalf("parentOf(master) = %q", p)
+	}
+}
+
+func TestTreeDepths(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		master  string
+		parents map[string]string
+		want    map[string]int
+	}{
+		{"none", "m", nil, map[string]int{}},
+		{"direct replicas", "m", map[string]string{"a": "m", "b": "m"}, map[string]int{"a": 1, "b": 1}},
+		// master -> R1 -> R2 -> R4, master -> R3: the layout, one deeper.
+		{"chain", "m", map[string]string{"r1": "m", "r2": "r1", "r3": "m", "r4": "r2"}, map[string]int{"r1": 1, "r2": 2, "r3": 1, "r4": 3}},
+		// R1 not polled (--replica R2 --discover-replicas=false): R2's
+		// depth is unknown, which does not make it ineligible.
+		{"parent not polled", "m", map[string]string{"r2": "r1", "r3": "m"}, map[string]int{"r2": 0, "r3": 1}},
+		{"below an unknown chain", "m", map[string]string{"r2": "r1", "r4": "r2"}, map[string]int{"r2": 0, "r4": 0}},
+		{"no parent named", "m", map[string]string{"a": ""}, map[string]int{"a": 0}},
+		// R1 REPLICAOF R2 while R2 replicates from R1: Redis 7.0.15 accepts
+		// both PSYNCs, links up, offsets frozen. The walk must end, and mark
+		// the loop and what hangs below it.
+		{"loop", "m", map[string]string{"a": "b", "b": "a", "c": "a", "d": "c", "e": "m"}, map[string]int{"a": loopDepth, "b": loopDepth, "c": loopDepth, "d": loopDepth, "e": 1}},
+		{"self loop", "m", map[string]string{"a": "a", "b": "m"}, map[string]int{"a": loopDepth, "b": 1}},
+		{"deep chain", "m", map[string]string{"r5": "r4", "r4": "r3", "r3": "r2", "r2": "r1", "r1": "m"}, map[string]int{"r1": 1, "r2": 2, "r3": 3, "r4": 4, "r5": 5}},
+		{"parked on the guard's address", "m", map[string]string{"a": "127.0.0.1:1", "b": "a"}, map[string]int{"a": 0, "b": 0}},
+		{"no master known", "", map[string]string{"a": "", "b": "a"}, map[string]int{"a": 0, "b": 0}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Map order varies between runs: the answer must not.
+			for range 20 {
+				got := treeDepths(tc.master, tc.parents)
+				if len(got) != len(tc.want) {
+					t.Fatalf("treeDepths = %v, want %v", got, tc.want)
+				}
+				for k, v := range tc.want {
+					if got[k] != v {
+						t.Fatalf("treeDepths = %v, want %v", got, tc.want)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestResolveParent(t *testing.T) {
+	// Stands in for sameHostPort's DNS lookup: "localhost" is 127.0.0.1.
+	same := func(a, b string) bool {
+		norm := func(s string) string { return strings.Replace(s, "localhost", "127.0.0.1", 1) }
+		return norm(a) == norm(b)
+	}
+	known := []string{"127.0.0.1:6379", "127.0.0.1:6381", "localhost:6382"}
+	for _, tc := range []struct{ named, want string }{
+		{"", ""},
+		{"127.0.0.1:6381", "127.0.0.1:6381"},
+		{"localhost:6379", "127.0.0.1:6379"},
+		{"127.0.0.1:6382", "localhost:6382"},
+		{"10.0.0.9:6379", "10.0.0.9:6379"}, // not ours: kept as named
+	} {
+		if got := resolveParent(tc.named, known, same); got != tc.want {
+			t.Errorf("resolveParent(%q) = %q, want %q", tc.named, got, tc.want)
+		}
+	}
+}
+
+func TestStaleReplicas(t *testing.T) {
+	up := &router.NodeState{Reachable: true, Seen: time.Now()}
+	down := &router.NodeState{Seen: time.Now()}
+	unpolled := &router.NodeState{}
+	none := func(string) bool { return false }
+	for _, tc := range []struct {
+		name     string
+		replicas map[string]*router.NodeState
+		static   map[string]bool
+		lists    map[string][]string
+		sentinel func(string) bool
+		want     []string
+	}{
+		{"answering replicas stay", map[string]*router.NodeState{"a": up, "b": up}, nil, nil, none, nil},
+		{"unreachable and unlisted goes", map[string]*router.NodeState{"a": down, "b": up}, nil, nil, none, []string{"a"}},
+		{"named by the operator stays", map[string]*router.NodeState{"a": down}, map[string]bool{"a": true}, nil, none, nil},
+		{"listed by the master stays", map[string]*router.NodeState{"a": down}, nil, map[string][]string{"m": {"a"}}, none, nil},
+		// master -> R1 -> R2: R2 down but R1 still lists it (its link to
+		// R2 has not timed out yet).
+		{"listed by its parent stays", map[string]*router.NodeState{"r1": up, "r2": down}, nil, map[string][]string{"r1": {"r2"}}, none, nil},
+		{"listed by Sentinel stays", map[string]*router.NodeState{"a": down}, nil, nil, func(a string) bool { return a == "a" }, nil},
+		// The old master right after a switch, before its first poll as a
+		// replica: the new master does not list it yet.
+		{"not polled yet stays", map[string]*router.NodeState{"a": unpolled}, nil, nil, none, nil},
+		{"sorted", map[string]*router.NodeState{"c": down, "a": down, "b": down}, nil, nil, none, []string{"a", "b", "c"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := staleReplicas(tc.replicas, tc.static, tc.lists, tc.sentinel)
+			if strings.Join(got, ",") != strings.Join(tc.want, ",") {
+				t.Fatalf("staleReplicas = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

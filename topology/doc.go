@@ -92,6 +92,50 @@
 // not, and when the new master does not continue the history at all the
 // fences start over (Switch.Continues, SplitOffset).
 //
+// # Replicas of replicas
+//
+// Redis lets a replica replicate from another (master -> R1 -> R2). With
+// DiscoverReplicas the monitor reads every replica's own slaveN lines as
+// well as the master's, to any depth; each address is polled once, however
+// many nodes list it, so a loop of REPLICAOFs cannot make discovery go
+// round. A discovered replica is forgotten once it stops answering and no
+// node that answers lists it (staleReplicas). Each published replica
+// carries its Parent and its Depth in the tree (treeDepths).
+//
+// Why a replica of a replica may serve reads, count for WAIT and for the
+// write gate exactly like a replica of the master: R1 passes the master's
+// replication stream on byte for byte (PSYNC2), and R2 takes R1's
+// replication ID, which is the master's; so R2 following the master's
+// history at offset X has applied every write whose stream end is <= X,
+// and every offset rule (causal fences, linearizable ROLE reads, lag in
+// bytes and in milliseconds, WAIT's count) holds for it unchanged. Its
+// parent can only hurt it through R2's own state, which eligibility reads:
+// a paused R1 freezes R2's offset (fences hold reads back, lag grows), a
+// dead R1 takes R2's link down (at once when R1's socket closes, after
+// repl-timeout when R1 is cut off), and an R1 that changes history
+// disconnects R2 before it applies anything of the new one (Redis 7.0 does
+// so when +CONTINUE brings a new ID, and before loading a full resync's
+// RDB), so R2 is link down, then syncing, then on the other ID — never on
+// the master's ID with data that is not the master's.
+//
+// The one layout the link does not give away is a loop of REPLICAOFs
+// (R1 -> R2 -> R1): Redis 7.0.15 accepts both PSYNCs, every link is up, the
+// ID is still the master's and the offsets never move again. The walk that
+// computes depths finds it (treeDepths, Depth -1) and such a replica is
+// ineligible, "replication loop" (in eventual mode it would serve
+// ever-staler reads; causal fences and lag bounds exclude it anyway).
+// Tests: proxy.TestCascadeReadsSpread, TestCascadeCausalWhileParentPaused
+// (0 stale reads), TestCascadeParentKilled, TestCascadeWaitCountsChained;
+// topology.TestTreeDepths.
+//
+// Failover: Sentinel knows only the master's direct replicas and never
+// reconfigures R2. When R1 is promoted, R2 reconnects (promotion
+// disconnects R1's replicas) and continues with +CONTINUE on R1's new ID,
+// which is the new master's: eligible again as a direct replica. When
+// another replica is promoted, Sentinel points R1 at it, R1 continues with
+// +CONTINUE and disconnects R2, which continues from R1 on the new ID.
+// Test: proxy.TestCascadeFailover.
+//
 // Ownership: Monitor's state is guarded by its mutex; the follower's lists
 // by its own. Publish and Switched are called with the monitor's lock held,
 // in order; they must not block or call back.

@@ -188,7 +188,14 @@ func (m *Monitor) masterLostLocked(why string, old *router.NodeState) {
 		if st.Role != "replica" || st.ReplID != inc.ReplID {
 			continue
 		}
-		if p := m.parents[a]; p != "" && !sameHostPort(p, addr) && !st.Parked {
+		// A replica of another node the proxy polls is left attached: a
+		// replica of a replica (master -> R1 -> R2) has its chain's head
+		// parked here, and a parked replica passes nothing on, so nothing
+		// from the empty master reaches it; when the guard is done its
+		// parent is pointed back at the data and it continues from it. One
+		// whose parent the proxy does not poll (so cannot park) is parked
+		// itself.
+		if p := m.parents[a]; p != "" && !sameHostPort(p, addr) && !st.Parked && m.replicas[p] != nil {
 			continue
 		}
 		inc.parked[a] = true

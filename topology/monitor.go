@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -27,10 +28,18 @@ type Monitor struct {
 	masterParent string
 	masterRunID  string
 	replicas     map[string]*router.NodeState // by addr
-	parents      map[string]string            // replica -> the master its INFO names
-	static       map[string]bool              // named by the operator: never forgotten
-	pollers      map[string]context.CancelFunc
-	kick         map[string]chan struct{}
+	// parents: replica -> the node its INFO names as its master, by the
+	// address the monitor knows that node by (resolveParent).
+	parents map[string]string
+	// lists: node -> the replicas its last answer listed (INFO slaveN),
+	// for discovery down the tree; a replica that stops answering loses
+	// its entry, the master keeps its last one.
+	lists  map[string][]string
+	static map[string]bool // named by the operator: never forgotten
+	// capWarned: discovery reached maxDiscovered once (warned about once).
+	capWarned bool
+	pollers   map[string]context.CancelFunc
+	kick      map[string]chan struct{}
 	// demoted: a loop saw a replica fail at that time; it stays ineligible
 	// until a poll that started after it.
 	demoted map[string]time.Time
@@ -73,6 +82,7 @@ func New(cfg Config) (*Monitor, error) {
 		log:      cfg.Logger,
 		replicas: make(map[string]*router.NodeState),
 		parents:  make(map[string]string),
+		lists:    make(map[string][]string),
 		static:   make(map[string]bool),
 		pollers:  make(map[string]context.CancelFunc),
 		kick:     make(map[string]chan struct{}),
@@ -313,6 +323,7 @@ func (m *Monitor) update(addr string, f map[string]string, start time.Time, rtt 
 		return // forgotten while polled
 	}
 	m.reconsiderLocked()
+	m.pruneLocked()
 	m.publishLocked()
 }
 
@@ -371,26 +382,84 @@ func (m *Monitor) updateMasterLocked(f map[string]string, start time.Time, err e
 		return
 	}
 	if m.cfg.DiscoverReplicas {
-		m.discoverLocked(listedReplicas(f))
+		m.discoverLocked(st.Addr, listedReplicas(f), "listed by the master")
 	}
 }
 
-// discoverLocked adds the replicas the master lists and forgets discovered
-// ones it no longer lists once they stop answering.
-func (m *Monitor) discoverLocked(listed []string) {
-	seen := make(map[string]bool, len(listed))
+// discoverLocked records the replicas node lists (INFO replication slaveN
+// lines: the master's, or a replica's own replicas) and starts polling the
+// new ones, whose own lists are read in turn: discovery goes down the
+// replication tree to any depth. A node is polled once however many list
+// it, or under how many names (knownLocked), so a loop of REPLICAOFs
+// cannot make the walk go round.
+func (m *Monitor) discoverLocked(node string, listed []string, why string) {
+	kept := listed[:0]
 	for _, addr := range listed {
-		if m.cfg.OwnLink(addr) || addr == m.master.Addr {
+		if m.cfg.OwnLink(addr) {
 			continue
 		}
-		seen[addr] = true
-		m.addReplicaLocked(addr, "listed by the master")
-	}
-	for addr, st := range m.replicas {
-		if !seen[addr] && !m.static[addr] && !st.Reachable && !m.sentinelListed(addr) {
-			m.log.Info("replica forgotten", "replica", addr)
-			m.forgetLocked(addr)
+		if known := m.knownLocked(addr); known != "" {
+			kept = append(kept, known)
+			continue
 		}
+		if len(m.replicas) >= maxDiscovered {
+			if !m.capWarned {
+				m.capWarned = true
+				m.log.Warn("replica not polled: discovery already polls the most it may", "replica", addr, "listed_by", node, "max", maxDiscovered)
+			}
+			continue
+		}
+		kept = append(kept, addr)
+		m.addReplicaLocked(addr, why+" "+node)
+	}
+	m.lists[node] = kept
+}
+
+// maxDiscovered bounds the replicas discovery polls (a goroutine and a
+// connection each, a poll every PollInterval): far above any real
+// replication tree, low enough that lists gone wrong cannot exhaust the
+// proxy.
+const maxDiscovered = 512
+
+// knownLocked returns the address the monitor polls addr under ("" when
+// it does not): the same string, or the same host and port by another
+// name.
+func (m *Monitor) knownLocked(addr string) string {
+	if addr == m.master.Addr {
+		return addr
+	}
+	if _, ok := m.replicas[addr]; ok {
+		return addr
+	}
+	if r := resolveParent(addr, m.knownAddrsLocked(), sameHostPort); r != addr {
+		return r // the same node under another name
+	}
+	return ""
+}
+
+// knownAddrsLocked is the master then the replicas, sorted: what
+// resolveParent searches.
+func (m *Monitor) knownAddrsLocked() []string {
+	out := make([]string, 0, 1+len(m.replicas))
+	for a := range m.replicas {
+		out = append(out, a)
+	}
+	sort.Strings(out)
+	if m.master.Addr != "" {
+		out = append([]string{m.master.Addr}, out...)
+	}
+	return out
+}
+
+// pruneLocked forgets the discovered replicas no node lists any more, once
+// they stop answering (staleReplicas).
+func (m *Monitor) pruneLocked() {
+	if !m.cfg.DiscoverReplicas {
+		return
+	}
+	for _, addr := range staleReplicas(m.replicas, m.static, m.lists, m.sentinelListed) {
+		m.log.Info("replica forgotten", "replica", addr)
+		m.forgetLocked(addr)
 	}
 }
 
@@ -410,6 +479,7 @@ func (m *Monitor) addReplicaLocked(addr, why string) {
 func (m *Monitor) forgetLocked(addr string) {
 	delete(m.replicas, addr)
 	delete(m.parents, addr)
+	delete(m.lists, addr)
 	delete(m.demoted, addr)
 	if cancel := m.pollers[addr]; cancel != nil {
 		cancel()
@@ -425,6 +495,8 @@ func (m *Monitor) updateReplicaLocked(st *router.NodeState, f map[string]string,
 		// that stopped answering keeps growing from its last known offset,
 		// which is what an operator needs to see.
 		st.Reachable, st.LinkUp, st.Reason = false, false, "unreachable"
+		// What it listed can no longer be confirmed (staleReplicas).
+		delete(m.lists, st.Addr)
 		return
 	}
 	st.Reachable = true
@@ -436,9 +508,19 @@ func (m *Monitor) updateReplicaLocked(st *router.NodeState, f map[string]string,
 	applyInfo(st, f)
 	m.auditLocked(st)
 	parent := parentOf(f)
-	m.parents[st.Addr] = parent
+	m.parents[st.Addr] = resolveParent(parent, m.knownAddrsLocked(), sameHostPort)
 	st.Parked = parent != "" && sameHostPort(parent, m.cfg.ParkAddr)
 	st.Reason = ""
+	if m.cfg.DiscoverReplicas && st.Role == "replica" {
+		// A replica's own replicas (master -> R1 -> R2). Only below nodes
+		// that answer as replicas: a node we took for a replica that runs
+		// as a master heads another tree until it becomes ours.
+		m.discoverLocked(st.Addr, listedReplicas(f), "listed by replica")
+	} else {
+		delete(m.lists, st.Addr)
+	}
+	// Who it replicates from decides nothing here: a replica of a replica
+	// is eligible on its own link and history (eligibility).
 	switch {
 	case st.Role == "master":
 		st.Reason = "not a replica"
@@ -457,10 +539,6 @@ func (m *Monitor) updateReplicaLocked(st *router.NodeState, f map[string]string,
 		}
 	case st.Role != "replica":
 		st.Reason = "not a replica"
-	case st.Parked && m.inc != nil && st.ReplID == m.inc.ReplID:
-		// Parked by the guard: it holds the data, it serves reads.
-	case m.master.Addr == "" || !sameHostPort(parent, m.master.Addr):
-		st.Reason = "not a replica of our master"
 	}
 }
 
@@ -617,8 +695,10 @@ func (m *Monitor) publishLocked() {
 		em = &m.inc.old
 	}
 	snap.Replicas = make([]router.NodeState, 0, len(m.replicas))
+	depths := treeDepths(m.master.Addr, m.parents)
 	for _, st := range m.replicas {
 		r := *st
+		r.Parent, r.Depth = m.parents[r.Addr], depths[r.Addr]
 		r.Eligible = false
 		r.LagBytes = -1
 		if r.Offset >= 0 && em.Offset >= 0 && r.ReplID == em.ReplID {
