@@ -173,7 +173,7 @@ func newFlagSet(s *settings, o *options) *flag.FlagSet {
 	bindHardeningFlags(fs, s)
 	fs.StringVar(&s.Master, "master", s.Master, "Redis master `address` (host:port); required unless --sentinel names it")
 	fs.Var(&s.Replica, "replica", "Redis replica `address` (host:port); repeat for several")
-	fs.BoolVar(&s.DiscoverReplicas, "discover-replicas", s.DiscoverReplicas, "also use the replicas the master reports; turn off with --discover-replicas=false")
+	fs.BoolVar(&s.DiscoverReplicas, "discover-replicas", s.DiscoverReplicas, "also use the replicas the master and, down the tree, each replica reports (and those Sentinel lists); turn off with --discover-replicas=false")
 	fs.Var(&s.Sentinel, "sentinel", "Sentinel `address` (host:port) to follow failovers; repeat for several")
 	fs.StringVar(&s.SentinelMaster, "sentinel-master", s.SentinelMaster, "master `name` monitored by the Sentinels")
 	fs.StringVar(&s.SentinelUser, "sentinel-user", s.SentinelUser, "ACL `user` the proxy authenticates as to the Sentinels")
