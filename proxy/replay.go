@@ -76,21 +76,26 @@ func (s *Server) beforeSwitch(sw router.Switch) {
 	if s.link == nil || !*s.cfg.Witness || !sw.Continues || sw.SplitOffset < 0 {
 		return
 	}
-	hist, ok := s.link.History()
+	// The old master's history, even when the link has left it: after a
+	// master restarted empty the link full-resyncs from it before the
+	// empty-master guard promotes a replica, and the bytes to replay are
+	// in the history that resync replaced.
+	hist, ok := s.link.HistoryOf(sw.OldReplID)
 	if !ok {
-		return
-	}
-	replid, off := hist.ReplID(), hist.Offset()
-	if off <= sw.SplitOffset && replid == sw.OldReplID {
-		return // the new master holds everything the link saw
-	}
-	if replid != sw.OldReplID {
+		replid := "none"
+		if cur, ok := s.link.History(); ok {
+			replid = cur.ReplID()
+		}
 		msg := fmt.Sprintf("the replication link was not on the old master's history (%s, not %s): writes after offset %d cannot be replayed", replid, sw.OldReplID, sw.SplitOffset)
 		s.log.Error("WRITES MAY BE LOST in the failover: " + msg)
 		s.replays.note(msg)
 		return
 	}
-	start, db, ok := s.link.ReplayStart(sw.SplitOffset)
+	off := hist.Offset()
+	if off <= sw.SplitOffset {
+		return // the new master holds everything the link saw
+	}
+	start, db, ok := hist.ReplayStart(sw.SplitOffset)
 	if !ok {
 		lost := off - sw.SplitOffset
 		s.replays.lostBytes.Add(lost)

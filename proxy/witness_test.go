@@ -336,3 +336,64 @@ func TestWitnessRepliesExact(t *testing.T) {
 		t.Error("no reply waited for the witness: the test did not exercise it")
 	}
 }
+
+// The witness with the empty-master guard: the master dies while both
+// replicas are paused behind it and comes back at once, empty. The link
+// full-resyncs from the empty master before the guard has promoted a
+// replica; the replay must still take the suffix the promoted replica
+// lacks from the old history, which the link keeps. Every acknowledged
+// push is then on the promoted replica, once.
+func TestWitnessWithEmptyMasterGuard(t *testing.T) {
+	t.Parallel()
+	topo := redistest.Start(t, redistest.Options{Replicas: 2})
+	srv := startProxy(t, Config{Master: topo.Master.Addr(), ReplicationBacklogBytes: 64 << 20})
+	waitGuardArmed(t, srv)
+	load := startSeqLoad(t, srv.Addr(), 16, time.Millisecond)
+	stopBig := make(chan struct{})
+	bigWG := bigWriters(t, srv.Addr(), 2, stopBig)
+	for load.acks() < 1000 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, r := range topo.Replicas {
+		r.Pause()
+	}
+	paused := time.Now()
+	fill := client(t, srv.Addr(), &redis.Options{MaxRetries: -1})
+	filler := strings.Repeat("f", 1<<20)
+	for i := 0; i < 16; i++ {
+		if err := fill.Set(context.Background(), fmt.Sprintf("filler:%d", i), filler, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for n := load.acks(); load.acks() < n+200; {
+		time.Sleep(5 * time.Millisecond)
+	}
+	old := srv.link.ReplID()
+	restartEmpty(topo, 0)
+	// The link resyncs from the empty master while the replicas are still
+	// paused: the case this test is for.
+	waitFor(t, "the link to full-resync from the empty master", 20*time.Second, func() bool {
+		return srv.link.ReplID() != old
+	})
+	time.Sleep(max(0, 400*time.Millisecond-time.Since(paused)))
+	for _, r := range topo.Replicas {
+		r.Resume()
+	}
+	waitSnapshot(t, srv, "the guard's promotion", func(s *router.Snapshot) bool { return s.MasterGen >= 2 })
+	newMaster := srv.topo.Load().Master.Addr
+	load.waitAcksAfter(t, time.Now(), "the promotion")
+	for n := load.acks(); load.acks() < n+500; {
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(stopBig)
+	bigWG.Wait()
+	load.halt()
+	acked, lost := load.verify(t, nodeByAddr(topo, newMaster).Client())
+	t.Logf("%d acknowledged, %d lost; %s; lost bytes %d; guard: %+v", acked, lost, lastReplay(srv), srv.replays.lostBytes.Load(), srv.mon.Guard().Incident)
+	if lost != 0 {
+		t.Errorf("%d of %d acknowledged writes lost across the guard's promotion", lost, acked)
+	}
+	if !strings.HasPrefix(lastReplay(srv), "replayed") {
+		t.Errorf("no replay happened (%s): the scenario did not leave the promoted replica behind", lastReplay(srv))
+	}
+}

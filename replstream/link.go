@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,7 +48,12 @@ type Link struct {
 
 	changes chan struct{}
 	running atomic.Bool
-	marks   marks
+	// prev is the history a full resync replaced: a failover's replay may
+	// still need its bytes (the empty-master guard promotes a replica of
+	// the old history after the link already resynced from the master
+	// that came back empty). One is kept: what came before it is older
+	// than any failover in progress.
+	prev atomic.Pointer[history]
 
 	// master is the address followed now (SetMaster); masterConn is the
 	// connection to it, closed by SetMaster to move the link at once.
@@ -65,10 +71,18 @@ type Link struct {
 // new history sharing the index and backlog (offsets continue); a full
 // resync gets fresh ones. Only the link goroutine writes offset.
 type history struct {
-	replid  string
+	replid string
+	// aliases are the replication IDs this history continues under
+	// another name (+CONTINUE with a new ID): the same offsets and bytes.
+	aliases []string
 	offset  atomic.Int64
 	times   *timeIndex
 	backlog *backlog
+	marks   *marks // transactions and SELECTs, for ReplayStart
+}
+
+func (h *history) known(replid string) bool {
+	return replid != "" && (h.replid == replid || slices.Contains(h.aliases, replid))
 }
 
 // status is the slowly changing part of Stats, replaced whole on change.
@@ -183,7 +197,11 @@ var errNoMasterYet = errors.New("replstream: no master known yet")
 // else from itself; and the database selected at that point. ok is false
 // when the link cannot tell (the SELECT in effect there is no longer known).
 func (l *Link) ReplayStart(from int64) (start int64, db int, ok bool) {
-	return l.marks.replayStart(from)
+	h := l.hist.Load()
+	if h == nil {
+		return 0, 0, false
+	}
+	return h.marks.replayStart(from)
 }
 
 // Master returns the address the link follows.
@@ -301,8 +319,25 @@ func (l *Link) History() (History, bool) {
 	return History{h}, h != nil
 }
 
+// HistoryOf returns the history the link knows under replid: the current
+// one (by its ID or one it continued, +CONTINUE with a new ID), or the one
+// the last full resync replaced. ok is false when neither is.
+func (l *Link) HistoryOf(replid string) (History, bool) {
+	for _, h := range []*history{l.hist.Load(), l.prev.Load()} {
+		if h != nil && h.known(replid) {
+			return History{h}, true
+		}
+	}
+	return History{}, false
+}
+
 // ReplID is the history's replication ID.
 func (h History) ReplID() string { return h.h.replid }
+
+// ReplayStart is as Link.ReplayStart, on this history.
+func (h History) ReplayStart(from int64) (start int64, db int, ok bool) {
+	return h.h.marks.replayStart(from)
+}
 
 // Offset is how far the link got in this history.
 func (h History) Offset() int64 { return h.h.offset.Load() }
@@ -469,7 +504,8 @@ func (r *runner) continued(rep psyncReply) error {
 	if rep.replid != "" && rep.replid != h.replid {
 		// The master changed history (a failover, a REPLICAOF NO ONE)
 		// and knows ours up to our offset: offsets continue.
-		nh := &history{replid: rep.replid, times: h.times, backlog: h.backlog}
+		nh := &history{replid: rep.replid, aliases: append(slices.Clip(h.aliases), h.replid),
+			times: h.times, backlog: h.backlog, marks: h.marks}
 		nh.offset.Store(r.off)
 		r.hist = nh
 		l.hist.Store(nh)
@@ -485,7 +521,6 @@ func (r *runner) continued(rep psyncReply) error {
 // at the announced offset.
 func (r *runner) fullResync(rep psyncReply) error {
 	l := r.l
-	l.marks.reset()
 	if old := r.hist; old != nil && rep.offset < r.off {
 		// The seed hazard: the master's offset went backwards, so
 		// writes the link (and the replicas) saw are gone from it. Say so
@@ -515,6 +550,10 @@ func (r *runner) fullResync(rep psyncReply) error {
 		replid:  rep.replid,
 		times:   newTimeIndex(l.cfg.TimeIndexSize),
 		backlog: newBacklog(l.cfg.BacklogBytes, rep.offset),
+		marks:   &marks{},
+	}
+	if old := r.hist; old != nil {
+		l.prev.Store(old)
 	}
 	// The lower bound of the window: the stream starts after this offset.
 	h.times.push(rep.offset, int64(time.Since(l.epoch)))

@@ -431,6 +431,24 @@ func TestMasterRestartResetsHistory(t *testing.T) {
 	if _, ok := link.TimeAt(oldOff - 1); ok && oldOff-1 >= newOff {
 		t.Error("TimeAt answered an offset of the old history")
 	}
+	// The replaced history stays reachable by its ID, bytes and marks
+	// included: what a replay after the empty-master guard's promotion
+	// reads.
+	old, ok := link.HistoryOf(oldID)
+	if !ok || old.ReplID() != oldID || old.Offset() != oldOff {
+		t.Fatalf("HistoryOf(old) = %v, %v", old, ok)
+	}
+	start, _, ok := old.ReplayStart(oldOff - 100)
+	b, okB := old.Backlog(nil, start)
+	if !ok || !okB || len(b) == 0 || !strings.Contains(string(b), "k999") {
+		t.Errorf("old history's backlog after %d (start %d, %v, %v): %q", oldOff-100, start, ok, okB, b)
+	}
+	if cur, ok := link.HistoryOf(newID); !ok || cur.ReplID() != newID {
+		t.Errorf("HistoryOf(new) = %v, %v", cur, ok)
+	}
+	if _, ok := link.HistoryOf("0000000000000000000000000000000000000000"); ok {
+		t.Error("HistoryOf found a history the link never followed")
+	}
 	t.Logf("old history %s@%d, new %s@%d", oldID, oldOff, newID, newOff)
 }
 
@@ -473,6 +491,10 @@ func TestContinueWithNewReplID(t *testing.T) {
 	}
 	if _, ok := link.TimeAt(off - 1); !ok {
 		t.Error("time index lost across +CONTINUE")
+	}
+	// The old ID names the same, continued history.
+	if h, ok := link.HistoryOf(oldID); !ok || h.ReplID() != newID {
+		t.Errorf("HistoryOf(old ID) after +CONTINUE = %v, %v; want the current history", h, ok)
 	}
 }
 

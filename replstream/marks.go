@@ -110,11 +110,3 @@ func (m *marks) replayStart(from int64) (int64, int, bool) {
 	}
 	return start, db, true
 }
-
-// reset forgets every mark: a full resync starts another history.
-func (m *marks) reset() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.txs, m.selects = m.txs[:0], m.selects[:0]
-	m.init = false
-}

@@ -104,7 +104,7 @@ func (r *runner) consume(now time.Time) error {
 		if isGetAck(cmd.Args) {
 			getack = true
 		}
-		r.l.marks.note(cmd.Args, off, off+int64(n))
+		r.hist.marks.note(cmd.Args, off, off+int64(n))
 		i += n
 		off += int64(n)
 	}

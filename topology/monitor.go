@@ -458,6 +458,13 @@ func (m *Monitor) pruneLocked() {
 		return
 	}
 	for _, addr := range staleReplicas(m.replicas, m.static, m.lists, m.sentinelListed) {
+		if m.inc != nil && m.inc.parked[addr] {
+			// The guard's incident holds it: a replica paused or slow
+			// while the master came back empty (and lists nobody) is the
+			// data the guard protects; forgetting it left nothing to
+			// promote.
+			continue
+		}
 		m.log.Info("replica forgotten", "replica", addr)
 		m.forgetLocked(addr)
 	}
@@ -608,7 +615,17 @@ func (m *Monitor) switchLocked(addr, cause string, f map[string]string) bool {
 	if next.Role != "master" {
 		next.Reason = "not a master"
 	}
-	cont, split := continuity(old.ReplID, &next)
+	// The history the switch continues or not: the old master's, unless
+	// the empty-master guard is promoting — the master it replaces
+	// restarted on a new, empty history, and what the promoted replica
+	// continues is the incident's, the one every acknowledged write (and
+	// every fence) belongs to. Writes on the empty master were refused
+	// while the guard acted, so no fence names its history.
+	oldID := old.ReplID
+	if m.inc != nil && m.inc.ReplID != "" {
+		oldID = m.inc.ReplID
+	}
+	cont, split := continuity(oldID, &next)
 	m.master = next
 	m.masterParent = ""
 	m.masterRunID = next.RunID
@@ -622,7 +639,7 @@ func (m *Monitor) switchLocked(addr, cause string, f map[string]string) bool {
 	m.spawnLocked(addr)
 	m.kickLocked(addr)
 	m.masterGen++
-	sw := router.Switch{From: old.Addr, To: addr, Cause: cause, At: now, Continues: cont, SplitOffset: split, OldReplID: old.ReplID}
+	sw := router.Switch{From: old.Addr, To: addr, Cause: cause, At: now, Continues: cont, SplitOffset: split, OldReplID: oldID}
 	if !m.troubleSince.IsZero() {
 		sw.Took = now.Sub(m.troubleSince)
 	}
