@@ -31,6 +31,11 @@ type Config struct {
 	// stream bytes the link keeps, with their offsets. 0 means 1 MiB, as
 	// Redis's repl-backlog-size.
 	ReplicationBacklogBytes int
+	// ReplicationBacklogMax lets the backlog grow past
+	// ReplicationBacklogBytes to hold the unreplicated window the witness
+	// needs (backlog.go), up to this many bytes. 0 means 256 MiB; -1 (or
+	// a value not above ReplicationBacklogBytes) keeps it fixed.
+	ReplicationBacklogMax int
 
 	// Upstream credentials: what the proxy itself sends to every Redis node.
 	// Empty means no AUTH (or AUTH <password> for the default user when only

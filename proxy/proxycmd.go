@@ -80,7 +80,7 @@ func (s *session) proxyCommand(args [][]byte) bool {
 func (s *session) appendProxyInfo(b []byte) []byte {
 	cfg := &s.srv.cfg
 	p := s.proto
-	b = resp.AppendMapHeader(b, 32, p)
+	b = resp.AppendMapHeader(b, 33, p)
 	b = kvString(b, "version", Version)
 	b = kvString(b, "listen", s.srv.Addr())
 	snap := s.srv.topo.Load()
@@ -131,7 +131,7 @@ func (s *session) appendProxyInfo(b []byte) []byte {
 	short, lag := s.srv.witnessBacklogShort()
 	backlog := ""
 	if short {
-		backlog = "TOO SMALL: a replica lags by " + strconv.FormatInt(lag, 10) + " bytes; raise --replication-backlog"
+		backlog = "TOO SMALL: a replica lags by " + strconv.FormatInt(lag, 10) + " bytes; raise --replication-backlog-max"
 	}
 	b = kvString(b, "witness_backlog", backlog)
 	last := ""
@@ -140,7 +140,12 @@ func (s *session) appendProxyInfo(b []byte) []byte {
 	}
 	b = kvString(b, "last_replay", last)
 	b = kvInt(b, "failover_lost_bytes", s.srv.replays.lostBytes.Load())
-	b = kvInt(b, "replication_backlog_bytes", int64(backlogBytes(cfg.ReplicationBacklogBytes)))
+	backlogNow := int64(backlogBytes(cfg.ReplicationBacklogBytes))
+	if s.srv.link != nil {
+		backlogNow = int64(s.srv.link.BacklogBytes())
+	}
+	b = kvInt(b, "replication_backlog_bytes", backlogNow)
+	b = kvInt(b, "replication_backlog_max", int64(max(cfg.ReplicationBacklogMax, backlogBytes(cfg.ReplicationBacklogBytes))))
 	lv := s.srv.live()
 	b = kvString(b, "consistency", lv.consistency.String())
 	b = kvString(b, "client_consistency", s.consistency.String())

@@ -89,6 +89,7 @@ type Server struct {
 	replaying     atomic.Bool
 	replayPending atomic.Pointer[replayJob]
 	replays       replayStats
+	backlogSizer  backlogSizer // OnTick's goroutine only (backlog.go)
 
 	// link is the proxy's own replication link (nil when disabled).
 	link *replstream.Link
@@ -200,6 +201,9 @@ func normalize(cfg *Config) error {
 	}
 	if cfg.WitnessTimeout <= 0 {
 		cfg.WitnessTimeout = 100 * time.Millisecond
+	}
+	if cfg.ReplicationBacklogMax == 0 {
+		cfg.ReplicationBacklogMax = 256 << 20
 	}
 	if cfg.Loops <= 0 {
 		cfg.Loops = runtime.NumCPU()
@@ -545,6 +549,7 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 	for _, l := range *s.loopLst.Load() {
 		_ = l.el.Execute(context.Background(), l.sweeper)
 	}
+	s.sizeBacklog(time.Now())
 	return 100 * time.Millisecond, gnet.None
 }
 

@@ -227,7 +227,10 @@ func (s *Server) witnessBacklogShort() (short bool, lagBytes int64) {
 	for i := range snap.Replicas {
 		lagBytes = max(lagBytes, snap.Replicas[i].LagBytes)
 	}
-	return lagBytes > int64(backlogBytes(s.cfg.ReplicationBacklogBytes)), lagBytes
+	if s.link == nil {
+		return false, lagBytes
+	}
+	return lagBytes > int64(s.link.BacklogBytes()), lagBytes
 }
 
 // backlogBytes is the link's backlog size for a configured value.

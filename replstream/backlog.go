@@ -20,16 +20,25 @@ import "sync/atomic"
 // Segment k holds offsets (base + k*segBytes, base + (k+1)*segBytes] and lives
 // in slot k % len(slots); a reader that finds another k in the slot knows the
 // bytes it wants are gone (or not there yet).
+//
+// The ring can be resized (resize) while readers read: the writer builds a
+// new ring holding the newest segments of the old one and publishes it
+// whole. A reader loads end, then the ring: a ring loaded after end holds
+// every segment up to end that it has room for, since the segment of each
+// committed byte was stored in the ring of that moment (or an older one,
+// whose newest segments every later ring copies) before end was stored.
 type backlog struct {
 	base     int64 // offset just before the first byte this backlog can hold
 	segBytes int64
-	slots    []atomic.Pointer[segment]
+	ring     atomic.Pointer[ring]
 	end      atomic.Int64 // offset of the last committed byte
 
 	// Writer-only (the link goroutine).
 	written int64 // offset of the last written byte, committed or not
 	cur     *segment
 }
+
+type ring struct{ slots []atomic.Pointer[segment] }
 
 type segment struct {
 	k   int64
@@ -42,15 +51,43 @@ const maxSegmentBytes = 64 << 10
 // will be the one after offset base.
 func newBacklog(size int, base int64) *backlog {
 	seg := int64(min(maxSegmentBytes, max(size/4, 16)))
-	n := (int64(size)+seg-1)/seg + 1 // +1: the segment being filled
-	b := &backlog{
-		base:     base,
-		segBytes: seg,
-		slots:    make([]atomic.Pointer[segment], n),
-		written:  base,
-	}
+	b := &backlog{base: base, segBytes: seg, written: base}
+	b.ring.Store(&ring{slots: make([]atomic.Pointer[segment], b.slotsFor(size))})
 	b.end.Store(base)
 	return b
+}
+
+// slotsFor is the ring size that keeps at least size bytes: +1 for the
+// segment being filled.
+func (b *backlog) slotsFor(size int) int {
+	return int((int64(size)+b.segBytes-1)/b.segBytes + 1)
+}
+
+// capacity is how many bytes the backlog keeps at least.
+func (b *backlog) capacity() int {
+	return (len(b.ring.Load().slots) - 1) * int(b.segBytes)
+}
+
+// resize makes the backlog keep at least size bytes from now on (rounded
+// up to whole segments). Growing keeps every byte held now; shrinking
+// keeps the newest ones that fit. Link goroutine only.
+func (b *backlog) resize(size int) {
+	old := b.ring.Load()
+	n := b.slotsFor(size)
+	if n == len(old.slots) {
+		return
+	}
+	nr := &ring{slots: make([]atomic.Pointer[segment], n)}
+	// The newest min(n, old) segments: consecutive k, so distinct slots
+	// in the new ring too.
+	if b.cur != nil {
+		for k := b.cur.k; k >= 0 && k > b.cur.k-int64(min(n, len(old.slots))); k-- {
+			if seg := old.slots[k%int64(len(old.slots))].Load(); seg != nil && seg.k == k {
+				nr.slots[k%int64(n)].Store(seg)
+			}
+		}
+	}
+	b.ring.Store(nr)
 }
 
 // write appends stream bytes; readers see them after publish. Link
@@ -61,7 +98,8 @@ func (b *backlog) write(p []byte) {
 		k, i := rel/b.segBytes, rel%b.segBytes
 		if b.cur == nil || b.cur.k != k {
 			b.cur = &segment{k: k, buf: make([]byte, b.segBytes)}
-			b.slots[k%int64(len(b.slots))].Store(b.cur)
+			r := b.ring.Load()
+			r.slots[k%int64(len(r.slots))].Store(b.cur)
 		}
 		c := copy(b.cur.buf[i:], p)
 		p = p[c:]
@@ -82,12 +120,13 @@ func (b *backlog) appendTo(dst []byte, from int64) ([]byte, bool) {
 	if from < b.base || from > end {
 		return dst, false
 	}
+	r := b.ring.Load() // after end: see the type's comment
 	orig := len(dst)
-	n := int64(len(b.slots))
+	n := int64(len(r.slots))
 	for pos := from; pos < end; {
 		rel := pos - b.base
 		k := rel / b.segBytes
-		seg := b.slots[k%n].Load()
+		seg := r.slots[k%n].Load()
 		if seg == nil || seg.k != k {
 			return dst[:orig], false
 		}

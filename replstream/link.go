@@ -54,6 +54,9 @@ type Link struct {
 	// that came back empty). One is kept: what came before it is older
 	// than any failover in progress.
 	prev atomic.Pointer[history]
+	// backlogWant is the backlog size SetBacklogBytes asked for (0: the
+	// configured one); the link goroutine applies it.
+	backlogWant atomic.Int64
 
 	// master is the address followed now (SetMaster); masterConn is the
 	// connection to it, closed by SetMaster to move the link at once.
@@ -319,6 +322,33 @@ func (l *Link) History() (History, bool) {
 	return History{h}, h != nil
 }
 
+// SetBacklogBytes changes how many stream bytes the backlog keeps, from
+// the next bytes received (growing keeps every byte held; shrinking keeps
+// the newest). n <= 0 goes back to Config.BacklogBytes. Safe for
+// concurrent use.
+func (l *Link) SetBacklogBytes(n int) {
+	if n <= 0 {
+		n = l.cfg.BacklogBytes
+	}
+	l.backlogWant.Store(int64(n))
+}
+
+// BacklogBytes is how many stream bytes the backlog keeps now (rounded up
+// to its segments), or the size it will have before the first sync.
+func (l *Link) BacklogBytes() int {
+	if h := l.hist.Load(); h != nil {
+		return h.backlog.capacity()
+	}
+	return l.backlogSize()
+}
+
+func (l *Link) backlogSize() int {
+	if n := l.backlogWant.Load(); n > 0 {
+		return int(n)
+	}
+	return l.cfg.BacklogBytes
+}
+
 // HistoryOf returns the history the link knows under replid: the current
 // one (by its ID or one it continued, +CONTINUE with a new ID), or the one
 // the last full resync replaced. ok is false when neither is.
@@ -549,7 +579,7 @@ func (r *runner) fullResync(rep psyncReply) error {
 	h := &history{
 		replid:  rep.replid,
 		times:   newTimeIndex(l.cfg.TimeIndexSize),
-		backlog: newBacklog(l.cfg.BacklogBytes, rep.offset),
+		backlog: newBacklog(l.backlogSize(), rep.offset),
 		marks:   &marks{},
 	}
 	if old := r.hist; old != nil {

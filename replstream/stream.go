@@ -70,6 +70,9 @@ func (r *runner) stream() error {
 // time now, and publishes the new offset, backlog bytes and time sample.
 func (r *runner) consume(now time.Time) error {
 	h := r.hist
+	if want := int(r.l.backlogWant.Load()); want > 0 && h.backlog.slotsFor(want) != len(h.backlog.ring.Load().slots) {
+		h.backlog.resize(want)
+	}
 	data := r.buf[r.rd:r.w]
 	off := r.off
 	i, start := 0, 0

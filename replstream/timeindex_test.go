@@ -222,3 +222,74 @@ func TestTimeIndexMatchesLinearScan(t *testing.T) {
 		}
 	}
 }
+
+// TestBacklogResize grows and shrinks the ring while writing: growing
+// keeps every byte held, shrinking keeps the newest that fit, and a
+// reader running meanwhile (-race) only ever gets exact bytes.
+func TestBacklogResize(t *testing.T) {
+	const base = 0
+	b := newBacklog(100, base) // 25-byte segments
+	var all []byte
+	write := func(n int) {
+		p := make([]byte, n)
+		for i := range p {
+			p[i] = byte('a' + (len(all)+i)%26)
+		}
+		b.write(p)
+		b.publish()
+		all = append(all, p...)
+	}
+	kept := func() int {
+		end := int64(len(all))
+		for from := int64(0); from <= end; from++ {
+			if got, ok := b.appendTo(nil, from); ok {
+				if !bytes.Equal(got, all[from:]) {
+					t.Fatalf("from %d: %q, want %q", from, got, all[from:])
+				}
+				return int(end - from)
+			}
+		}
+		t.Fatal("not even the end is kept")
+		return 0
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { // a reader racing the resizes
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			end := b.end.Load()
+			_, _ = b.appendTo(nil, max(0, end-80))
+		}
+	}()
+	write(300)
+	before := kept()
+	if before < 100 {
+		t.Fatalf("keeps %d bytes, want >= 100", before)
+	}
+	b.resize(1000)
+	if got := kept(); got != before {
+		t.Fatalf("growing changed what is kept: %d -> %d", before, got)
+	}
+	write(900)
+	if got := kept(); got < 1000 {
+		t.Fatalf("after growing to 1000 and writing 900 more, keeps %d", got)
+	}
+	if c := b.capacity(); c < 1000 {
+		t.Fatalf("capacity %d after resize(1000)", c)
+	}
+	b.resize(100)
+	if got := kept(); got < 100 || got > 150 {
+		t.Fatalf("after shrinking to 100, keeps %d bytes, want the newest 100-150", got)
+	}
+	write(500)
+	if got := kept(); got < 100 || got > 150 {
+		t.Fatalf("after shrinking and writing, keeps %d", got)
+	}
+	close(stop)
+	<-done
+}

@@ -54,6 +54,7 @@ type settings struct {
 	SyncTimeoutAction string   `yaml:"sync-timeout-action"`
 	ReplicationLink   bool     `yaml:"replication-link"`
 	ReplBacklog       size     `yaml:"replication-backlog"`
+	ReplBacklogMax    size     `yaml:"replication-backlog-max"`
 
 	PollInterval  duration   `yaml:"poll-interval"`
 	HealthTimeout duration   `yaml:"health-timeout"`
@@ -120,6 +121,7 @@ func defaultSettings() settings {
 		SyncTimeoutAction: "error",
 		ReplicationLink:   true,
 		ReplBacklog:       1 << 20,
+		ReplBacklogMax:    256 << 20,
 		PollInterval:      duration(100 * time.Millisecond),
 		HealthTimeout:     duration(time.Second),
 		ReadTimeout:       duration(time.Second),
@@ -198,7 +200,8 @@ func newFlagSet(s *settings, o *options) *flag.FlagSet {
 	fs.Var(&s.SyncTimeout, "sync-timeout", "how long a synchronous write waits for its replicas")
 	fs.StringVar(&s.SyncTimeoutAction, "sync-timeout-action", s.SyncTimeoutAction, "on --sync-timeout: `error` (-NOREPLICAS; the write stays applied) or pass (the normal reply)")
 	fs.BoolVar(&s.ReplicationLink, "replication-link", s.ReplicationLink, "run the proxy's own replica link to the master (lag in ms, bounded mode, write gate); --replication-link=false disables it")
-	fs.Var(&s.ReplBacklog, "replication-backlog", "how many of the latest replication stream bytes the link keeps, with their offsets and arrival times (as repl-backlog-size)")
+	fs.Var(&s.ReplBacklog, "replication-backlog", "how many of the latest replication stream bytes the link keeps, with their offsets and arrival times (as repl-backlog-size); the least it keeps")
+	fs.Var(&s.ReplBacklogMax, "replication-backlog-max", "how far the backlog may grow to hold the replicas' lag and the last 10 s of the stream, which a failover's replay needs; 0 keeps it at --replication-backlog")
 
 	fs.Var(&s.PollInterval, "poll-interval", "how often the topology monitor polls each node")
 	fs.Var(&s.HealthTimeout, "health-timeout", "a node that does not answer a poll within this is unreachable")
@@ -516,6 +519,7 @@ func (s *settings) proxyConfig() proxy.Config {
 		SyncTimeoutAction:       s.SyncTimeoutAction,
 		NoReplicationLink:       !s.ReplicationLink,
 		ReplicationBacklogBytes: int(s.ReplBacklog),
+		ReplicationBacklogMax:   backlogMax(s.ReplBacklogMax),
 	}
 	s.hardeningConfig(&cfg)
 	return cfg
@@ -696,7 +700,7 @@ var flagGroups = []struct {
 	flags []string
 }{
 	{"Topology", []string{"master", "replica", "discover-replicas", "sentinel", "sentinel-master", "sentinel-user", "sentinel-password", "failover-hold", "empty-master-guard", "guard-park-addr", "witness", "witness-timeout", "upstream-user", "upstream-password"}},
-	{"Consistency and write safety", []string{"consistency", "max-lag", "causal-wait", "min-replicas-to-write", "min-replicas-max-lag", "write-gate", "write-gate-timeout", "sync-replicas", "sync-timeout", "sync-timeout-action", "replication-link", "replication-backlog"}},
+	{"Consistency and write safety", []string{"consistency", "max-lag", "causal-wait", "min-replicas-to-write", "min-replicas-max-lag", "write-gate", "write-gate-timeout", "sync-replicas", "sync-timeout", "sync-timeout-action", "replication-link", "replication-backlog", "replication-backlog-max"}},
 	{"Replica health and routing", []string{"poll-interval", "health-timeout", "read-timeout", "read-balance", "allow-command"}},
 	{"Clients", []string{"listen", "unixsocketperm", "protected-mode", "requirepass", "user", "maxclients", "max-dedicated-conns", "timeout", "auth-timeout", "client-output-buffer-limit"}},
 	{"TLS", []string{"tls-listen", "tls-cert-file", "tls-key-file", "tls-ca-cert-file", "tls-auth-clients", "upstream-tls", "upstream-tls-ca-cert-file", "upstream-tls-cert-file", "upstream-tls-key-file", "upstream-tls-server-name", "sentinel-tls"}},
@@ -749,4 +753,13 @@ func printUsage(w io.Writer) {
 		}
 	}
 	io.WriteString(w, b.String())
+}
+
+// backlogMax maps --replication-backlog-max to proxy.Config: 0 (off) is
+// -1 there, where 0 means the default.
+func backlogMax(n size) int {
+	if n == 0 {
+		return -1
+	}
+	return int(n)
 }

@@ -66,6 +66,7 @@ func defaultConfig() proxy.Config {
 		SyncTimeout:             time.Second,
 		SyncTimeoutAction:       "error",
 		ReplicationBacklogBytes: 1 << 20,
+		ReplicationBacklogMax:   256 << 20,
 	}
 }
 

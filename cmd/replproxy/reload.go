@@ -85,7 +85,8 @@ func (r *reloader) reload() (applied, notLive []string, err error) {
 var configFlags = map[string]string{
 	"Listen": "listen", "ListenAddrs": "listen", "Master": "master", "Replicas": "replica",
 	"DiscoverReplicas": "discover-replicas", "NoReplicationLink": "replication-link",
-	"ReplicationBacklogBytes": "replication-backlog", "UpstreamUser": "upstream-user",
+	"ReplicationBacklogBytes": "replication-backlog", "ReplicationBacklogMax": "replication-backlog-max",
+	"UpstreamUser":     "upstream-user",
 	"UpstreamPassword": "upstream-password", "RequirePass": "requirepass", "Users": "user",
 	"AllowCommands": "allow-command", "Loops": "loops", "BackendConns": "backend-conns",
 	"MaxClients": "maxclients", "MaxDedicatedConns": "max-dedicated-conns", "IdleTimeout": "timeout",

@@ -1,0 +1,85 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/replproxy/replproxy/internal/redistest"
+)
+
+func TestBacklogTarget(t *testing.T) {
+	const mb = 1 << 20
+	t0 := time.Unix(1000, 0)
+	for _, tc := range []struct {
+		name    string
+		in      backlogInput
+		want    int
+		wantLow time.Time
+	}{
+		{"quiet: the configured size", backlogInput{configured: mb, max: 256 * mb, have: mb, maxLag: 0, windowBytes: 1000, now: t0}, mb, time.Time{}},
+		{"unknown lag, quiet", backlogInput{configured: mb, max: 256 * mb, have: mb, maxLag: -1, now: t0}, mb, time.Time{}},
+		{"the last 10 s and a quarter, rounded up to MB", backlogInput{configured: mb, max: 256 * mb, have: mb, windowBytes: 8 * mb, now: t0}, 10 * mb, time.Time{}},
+		{"twice the lag", backlogInput{configured: mb, max: 256 * mb, have: mb, maxLag: 20 * mb, windowBytes: 8 * mb, now: t0}, 40 * mb, time.Time{}},
+		{"capped at max", backlogInput{configured: mb, max: 32 * mb, have: mb, maxLag: 100 * mb, now: t0}, 32 * mb, time.Time{}},
+		{"never below the configured size", backlogInput{configured: 4 * mb, max: 32 * mb, have: 4 * mb, windowBytes: 100, now: t0}, 4 * mb, time.Time{}},
+		{"auto-sizing off: max not above configured", backlogInput{configured: 4 * mb, max: 4 * mb, have: 4 * mb, maxLag: 100 * mb, now: t0}, 4 * mb, time.Time{}},
+		{"auto-sizing off (-1)", backlogInput{configured: 4 * mb, max: -1, have: 8 * mb, maxLag: 100 * mb, now: t0}, 4 * mb, time.Time{}},
+		{"needing more than half: kept", backlogInput{configured: mb, max: 256 * mb, have: 40 * mb, windowBytes: 20 * mb, now: t0}, 40 * mb, time.Time{}},
+		{"needing less than half: the minute starts", backlogInput{configured: mb, max: 256 * mb, have: 40 * mb, windowBytes: mb, now: t0}, 40 * mb, t0},
+		{"still low, within the minute: kept", backlogInput{configured: mb, max: 256 * mb, have: 40 * mb, windowBytes: mb, lowSince: t0, now: t0.Add(59 * time.Second)}, 40 * mb, t0},
+		{"low for a minute: shrunk", backlogInput{configured: mb, max: 256 * mb, have: 40 * mb, windowBytes: mb, lowSince: t0, now: t0.Add(time.Minute)}, 2 * mb, time.Time{}},
+		{"low, then a burst: grown at once, the minute forgotten", backlogInput{configured: mb, max: 256 * mb, have: 40 * mb, windowBytes: 60 * mb, lowSince: t0, now: t0.Add(30 * time.Second)}, 75 * mb, time.Time{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, low := backlogTarget(tc.in)
+			if got != tc.want || !low.Equal(tc.wantLow) {
+				t.Errorf("backlogTarget(%+v) = %d MB, low %v; want %d MB, low %v", tc.in, got>>20, low, tc.want>>20, tc.wantLow)
+			}
+		})
+	}
+}
+
+// The backlog grows with the stream: 24 MB written through a proxy whose
+// backlog starts at 1 MB leaves it holding them (and the oldest still
+// readable), and PROXY INFO says how large it is; with the maximum at the
+// configured size it stays there.
+func TestBacklogGrowsWithTheStream(t *testing.T) {
+	t.Parallel()
+	topo := redistest.Start(t, redistest.Options{})
+	auto := startProxy(t, Config{Master: topo.Master.Addr(), ReplicationBacklogBytes: 1 << 20, ReplicationBacklogMax: 64 << 20})
+	fixed := startProxy(t, Config{Master: topo.Master.Addr(), ReplicationBacklogBytes: 1 << 20, ReplicationBacklogMax: -1})
+	waitFor(t, "both links connected", 10*time.Second, func() bool { return auto.link.Connected() && fixed.link.Connected() })
+	ctx := context.Background()
+	c := client(t, auto.Addr(), &redis.Options{MaxRetries: -1})
+	start := auto.link.Offset()
+	blob := strings.Repeat("b", 256<<10)
+	for i := 0; i < 96; i++ { // 24 MB over about 2 s
+		if err := c.Set(ctx, fmt.Sprintf("blob:%d", i), blob, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitFor(t, "the backlog to hold the last 24 MB", 20*time.Second, func() bool {
+		return auto.link.BacklogBytes() >= 24<<20
+	})
+	// Growth came in time: the first bytes of the burst are still there
+	// (they would be long evicted from a 1 MB backlog).
+	if _, ok := auto.link.Backlog(nil, start+(2<<20)); !ok {
+		t.Errorf("bytes from the start of the burst are gone (backlog %d MB)", auto.link.BacklogBytes()>>20)
+	}
+	info, err := c.Do(ctx, "PROXY", "INFO").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	txt := fmt.Sprint(info)
+	if !strings.Contains(txt, fmt.Sprintf("replication_backlog_bytes %d", auto.link.BacklogBytes())) || !strings.Contains(txt, "replication_backlog_max 67108864") {
+		t.Errorf("PROXY INFO does not show the backlog's size: %s", txt)
+	}
+	if got := fixed.link.BacklogBytes(); got != 1<<20 {
+		t.Errorf("with auto-sizing off the backlog is %d bytes, want 1 MB", got)
+	}
+}
