@@ -177,7 +177,9 @@ func TestReplayCarriesEveryKind(t *testing.T) {
 	srv := sentinelProxy(t, sentinels, Config{ReplicationBacklogBytes: 64 << 20})
 	watch := watchSwitch(t, sentinels[0])
 	ctx := context.Background()
-	c := client(t, srv.Addr(), &redis.Options{MaxRetries: -1})
+	// Requests wait for the replay: 18 MB under -race on a loaded machine
+	// can take longer than go-redis's default 3 s.
+	c := client(t, srv.Addr(), &redis.Options{MaxRetries: -1, ReadTimeout: 30 * time.Second})
 	c3 := client(t, srv.Addr(), &redis.Options{MaxRetries: -1, DB: 3})
 	waitSnapshot(t, srv, "replicas eligible", func(s *router.Snapshot) bool {
 		n := 0

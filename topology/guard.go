@@ -201,6 +201,12 @@ func (m *Monitor) masterLostLocked(why string, old *router.NodeState) {
 		inc.parked[a] = true
 		inc.Parked = append(inc.Parked, a)
 	}
+	if len(inc.Parked) == 0 {
+		// No replica holds its history: nothing to protect, and an
+		// incident would refuse writes until a successor that cannot
+		// exist was found.
+		return
+	}
 	sort.Strings(inc.Parked)
 	m.inc = inc
 	m.actions.add("incident")
