@@ -5,13 +5,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
-	"unsafe"
+
+	"github.com/replproxy/replproxy/internal/redistest"
 )
 
 // proc is one process a test started (replproxy, prometheus, a script). It
@@ -74,7 +74,7 @@ func startProc(t testing.TB, name string, argv []string, dir string, env ...stri
 		// Dies with the test binary if it crashes before Cleanup.
 		Pdeathsig: syscall.SIGKILL,
 	}
-	if err := startOnLockedThread(cmd); err != nil {
+	if err := redistest.StartOnLockedThread(cmd); err != nil {
 		t.Fatalf("%s: start %q: %v", name, argv, err)
 	}
 	p := &proc{name: name, pid: cmd.Process.Pid, logPath: logPath, cmd: cmd, done: make(chan struct{})}
@@ -85,7 +85,7 @@ func startProc(t testing.TB, name string, argv []string, dir string, env ...stri
 }
 
 func (p *proc) reap() {
-	waitExitedNoReap(p.pid)
+	redistest.WaitExitedNoReap(p.pid)
 	p.mu.Lock()
 	p.exited = true
 	p.mu.Unlock()
@@ -163,51 +163,4 @@ func (p *proc) exitStatus() string {
 		return "exit status 0"
 	}
 	return p.waitErr.Error()
-}
-
-// Pdeathsig fires when the *thread* that forked the child exits, not the
-// process (golang/go#27505), and the runtime ends a thread when a goroutine
-// exits while locked to it. So every fork happens on one thread locked for
-// the life of the test binary, as internal/redistest does.
-var spawner struct {
-	once sync.Once
-	reqs chan spawnRequest
-}
-
-type spawnRequest struct {
-	cmd  *exec.Cmd
-	errc chan error
-}
-
-func startOnLockedThread(cmd *exec.Cmd) error {
-	spawner.once.Do(func() {
-		spawner.reqs = make(chan spawnRequest)
-		go func() {
-			runtime.LockOSThread() // never unlocked, on purpose
-			for r := range spawner.reqs {
-				r.errc <- r.cmd.Start()
-			}
-		}()
-	})
-	req := spawnRequest{cmd: cmd, errc: make(chan error, 1)}
-	spawner.reqs <- req
-	return <-req.errc
-}
-
-const (
-	pPID    = 1         // P_PID from <sys/wait.h>
-	wNoWait = 0x1000000 // WNOWAIT
-)
-
-// waitExitedNoReap blocks until pid has exited but leaves it a zombie, so
-// its PID stays reserved until cmd.Wait reaps it.
-func waitExitedNoReap(pid int) {
-	var siginfo [128]byte
-	for {
-		_, _, errno := syscall.Syscall6(syscall.SYS_WAITID, pPID, uintptr(pid),
-			uintptr(unsafe.Pointer(&siginfo[0])), syscall.WEXITED|wNoWait, 0, 0)
-		if errno != syscall.EINTR {
-			return
-		}
-	}
 }

@@ -99,6 +99,15 @@ type spawnRequest struct {
 	errc chan error
 }
 
+// StartOnLockedThread starts cmd from the one locked thread, so a
+// Pdeathsig in its SysProcAttr fires only when the test binary exits:
+// for other packages' tests that spawn programs of their own.
+func StartOnLockedThread(cmd *exec.Cmd) error { return startOnLockedThread(cmd) }
+
+// WaitExitedNoReap waits until pid has exited, leaving it a zombie (see
+// waitExitedNoReap).
+func WaitExitedNoReap(pid int) { waitExitedNoReap(pid) }
+
 func startOnLockedThread(cmd *exec.Cmd) error {
 	spawner.once.Do(func() {
 		spawner.reqs = make(chan spawnRequest)
