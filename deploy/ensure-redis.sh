@@ -44,6 +44,27 @@ ensure_prometheus() {
 	echo "missing: prometheus and promtool (the deployment tests in deploy/ need them and fail without). Install with: sudo apt-get install -y prometheus" >&2
 	return 1
 }
+# `make bench` runs twemproxy (nutcracker) beside replproxy when it is
+# installed (DESIGN.md "Performance targets" compares with it). Optional:
+# without it the comparison is left out and said so, so nothing fails here.
+ensure_nutcracker() {
+	if command -v nutcracker >/dev/null 2>&1; then
+		echo "nutcracker: ok ($(nutcracker -V 2>&1 | head -n 1))"
+		return 0
+	fi
+	if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+		echo "nutcracker: installing the nutcracker package with apt-get" >&2
+		export DEBIAN_FRONTEND=noninteractive
+		# The package may try to start a nutcracker service; nothing depends on it.
+		if apt-get update -qq && apt-get install -y -qq nutcracker && command -v nutcracker >/dev/null 2>&1; then
+			echo "nutcracker: ok ($(nutcracker -V 2>&1 | head -n 1))"
+			return 0
+		fi
+	fi
+	echo "note: nutcracker (twemproxy) not installed: make bench leaves out the comparison with it. Install with: sudo apt-get install -y nutcracker" >&2
+}
+ensure_nutcracker
+
 # `make run` calls this script too and needs no Prometheus: only CI stops
 # here; elsewhere the deployment tests fail, naming the package.
 if ! ensure_prometheus && [[ "${CI:-}" == "true" ]]; then

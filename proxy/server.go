@@ -205,6 +205,16 @@ func normalize(cfg *Config) error {
 	if cfg.ReplicationBacklogMax == 0 {
 		cfg.ReplicationBacklogMax = 256 << 20
 	}
+	// One loop per CPU, and GOMAXPROCS left at its default (the same
+	// number). With every P in a loop's epoll_wait, sysmon retakes them
+	// (npidle is 0) and never backs off past 20 µs sleeps: ~0.15 nanosleep
+	// and ~0.14 futex per request at GET P1. A spare P (GOMAXPROCS =
+	// loops+1) stops that (nanosleep 0.04) but costs more than it saves:
+	// gnet's poller calls runtime.Gosched whenever its epoll_wait(0) finds
+	// nothing, and with an idle P Gosched wakes a spinning M (futex 0.27),
+	// which also splits wake-ups (epoll_wait 0.25 -> 0.5, writes 1.10 ->
+	// 1.29): 3.2 syscalls per request against 2.7, and no less CPU (issue
+	// 14, measured with perf stat on make bench's layout).
 	if cfg.Loops <= 0 {
 		cfg.Loops = runtime.NumCPU()
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -16,14 +17,54 @@ import (
 	"time"
 )
 
+// child is a started process and the channel closed once it is reaped.
+type child struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+func newChild(cmd *exec.Cmd) child {
+	c := child{cmd: cmd, exited: make(chan struct{})}
+	go func() {
+		cmd.Wait()
+		close(c.exited)
+	}()
+	return c
+}
+
+func (c child) pid() int { return c.cmd.Process.Pid }
+
+func (c child) running() bool {
+	select {
+	case <-c.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// stop asks for a graceful shutdown, then kills. Safe to call twice.
+func (c child) stop() {
+	if !c.running() {
+		return
+	}
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.exited:
+	case <-time.After(proxyStopTimeout):
+		fmt.Fprintf(os.Stderr, "benchrun: pid %d (%s) ignored SIGTERM for %v; killing it\n", c.pid(), filepath.Base(c.cmd.Path), proxyStopTimeout)
+		c.cmd.Process.Kill()
+		<-c.exited
+	}
+}
+
 // proxyProc is one running bin/replproxy. Owned by main's goroutine.
 type proxyProc struct {
-	cmd     *exec.Cmd
+	child
 	addr    string
 	tlsAddr string // --tls-listen, if given
 	argsKey string // identifies the extra args it was started with
 	logPath string
-	exited  chan struct{} // closed once reaped
 }
 
 const (
@@ -69,11 +110,7 @@ func startProxy(h *harness, bin string, wrapper []string, master string, extra [
 	if err := cmd.Start(); err != nil {
 		h.Fatalf("start %s: %v", shellJoin(argv), err)
 	}
-	p := &proxyProc{cmd: cmd, addr: addr, tlsAddr: tlsAddrOf(extra), argsKey: strings.Join(extra, "\x00"), logPath: logPath, exited: make(chan struct{})}
-	go func() {
-		cmd.Wait()
-		close(p.exited)
-	}()
+	p := &proxyProc{child: newChild(cmd), addr: addr, tlsAddr: tlsAddrOf(extra), argsKey: strings.Join(extra, "\x00"), logPath: logPath}
 	h.Cleanup(p.stop)
 	h.Logf("proxy: %s (pid %d, log %s)", shellJoin(argv), cmd.Process.Pid, logPath)
 
@@ -95,32 +132,6 @@ func startProxy(h *harness, bin string, wrapper []string, master string, extra [
 		h.Logf("note: pid %d is %q, not %s: proxy CPU figures are wrong", cmd.Process.Pid, strings.TrimSpace(string(comm)), filepath.Base(bin))
 	}
 	return p
-}
-
-func (p *proxyProc) pid() int { return p.cmd.Process.Pid }
-
-func (p *proxyProc) running() bool {
-	select {
-	case <-p.exited:
-		return false
-	default:
-		return true
-	}
-}
-
-// stop asks for a graceful shutdown, then kills. Safe to call twice.
-func (p *proxyProc) stop() {
-	if !p.running() {
-		return
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(proxyStopTimeout):
-		fmt.Fprintf(os.Stderr, "benchrun: proxy pid %d ignored SIGTERM for %v; killing it\n", p.pid(), proxyStopTimeout)
-		p.cmd.Process.Kill()
-		<-p.exited
-	}
 }
 
 // cpuTicks is the proxy's user+system CPU time so far, in clock ticks.
@@ -178,22 +189,25 @@ func freePort() (int, error) {
 
 // ping sends a RESP PING and expects +PONG: enough to know the proxy is
 // serving without pulling a client library into the timing path.
-func ping(addr string) error {
+func ping(addr string) error { return ask(addr, "*1\r\n$4\r\nPING\r\n", "+PONG") }
+
+// ask sends one request on a new connection and expects the reply line want.
+func ask(addr, req, want string) error {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte("*1\r\n$4\r\nPING\r\n")); err != nil {
+	if _, err := c.Write([]byte(req)); err != nil {
 		return err
 	}
 	line, err := bufio.NewReader(c).ReadString('\n')
 	if err != nil {
 		return err
 	}
-	if line != "+PONG\r\n" {
-		return fmt.Errorf("PING answered %q", strings.TrimSpace(line))
+	if got := strings.TrimSpace(line); got != want {
+		return fmt.Errorf("answered %q, want %q", got, want)
 	}
 	return nil
 }
@@ -222,4 +236,150 @@ func shellJoin(argv []string) string {
 		out[i] = a
 	}
 	return strings.Join(out, " ")
+}
+
+// procSample is what benchrun reads of a proxy process around a run.
+type procSample struct {
+	cpuTicks int64 // utime+stime, clock ticks
+	// ioSyscalls is syscr+syscw of /proc/<pid>/io: read- and write-family
+	// calls (read, readv, write, writev, ...). epoll_wait, futex and
+	// nanosleep are not in it; ctxSwitches counts those that sleep.
+	ioSyscalls int64
+	// ctxSwitches sums voluntary and involuntary context switches over
+	// every thread: each blocking epoll_wait, futex wait and sysmon
+	// nanosleep is one, so ioSyscalls+ctxSwitches is close to the full
+	// syscall count (strace -c, README "Benchmarks", gives it exactly).
+	ctxSwitches int64
+}
+
+// sampleProc reads pid's counters; the error is the first file that failed.
+func sampleProc(pid int) (procSample, error) {
+	var s procSample
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return s, err
+	}
+	if s.cpuTicks, err = parseProcStatCPU(stat); err != nil {
+		return s, err
+	}
+	io, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return s, err
+	}
+	r, w := procField(io, "syscr:"), procField(io, "syscw:")
+	if r < 0 || w < 0 {
+		return s, errors.New("malformed /proc io: no syscr or syscw")
+	}
+	s.ioSyscalls = r + w
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
+	if err != nil {
+		return s, err
+	}
+	for _, t := range tasks {
+		st, err := os.ReadFile(t)
+		if err != nil {
+			continue // the thread exited between Glob and ReadFile
+		}
+		s.ctxSwitches += max(procField(st, "voluntary_ctxt_switches:"), 0) + max(procField(st, "nonvoluntary_ctxt_switches:"), 0)
+	}
+	return s, nil
+}
+
+// procField is the integer after name at the start of a line of a /proc
+// "key: value" file, -1 if there is none.
+func procField(data []byte, name string) int64 {
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, name); ok {
+			f := strings.Fields(rest)
+			if len(f) == 0 {
+				return -1
+			}
+			n, err := strconv.ParseInt(f[0], 10, 64)
+			if err != nil {
+				return -1
+			}
+			return n
+		}
+	}
+	return -1
+}
+
+// perReq turns the counters' growth between two samples into figures per
+// request: CPU µs, I/O syscalls and context switches. NaN where a sample
+// failed.
+func perReq(before, after procSample, errBefore, errAfter error, requests int, ticksPerSec int64) (cpuUs, sys, ctx float64) {
+	if errBefore != nil || errAfter != nil || requests <= 0 {
+		return math.NaN(), math.NaN(), math.NaN()
+	}
+	n := float64(requests)
+	return float64(after.cpuTicks-before.cpuTicks) * 1e6 / float64(ticksPerSec) / n,
+		float64(after.ioSyscalls-before.ioSyscalls) / n,
+		float64(after.ctxSwitches-before.ctxSwitches) / n
+}
+
+// rssKiB is VmRSS of /proc/<pid>/status.
+func rssKiB(pid int) (int64, error) {
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	if n := procField(st, "VmRSS:"); n >= 0 {
+		return n, nil
+	}
+	return 0, errors.New("no VmRSS in /proc status")
+}
+
+// syscallCounter is `perf stat -e raw_syscalls:sys_enter -p <pid>` over a
+// run: every syscall of every thread, counted in the kernel, at a cost the
+// run does not notice (strace -c stops the process at each call and halves
+// its throughput). Nil when perf is missing or may not trace.
+type syscallCounter struct {
+	cmd *exec.Cmd
+	out string
+}
+
+func startSyscallCounter(pid int) *syscallCounter {
+	perf, err := exec.LookPath("perf")
+	if err != nil {
+		return nil
+	}
+	f, err := os.CreateTemp("", "benchrun-perf-")
+	if err != nil {
+		return nil
+	}
+	f.Close()
+	cmd := exec.Command(perf, "stat", "-x", ",", "-o", f.Name(), "-e", "raw_syscalls:sys_enter", "-p", strconv.Itoa(pid))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		os.Remove(f.Name())
+		return nil
+	}
+	// perf attaches asynchronously; a run of about 2 s misses little of it.
+	time.Sleep(100 * time.Millisecond)
+	return &syscallCounter{cmd: cmd, out: f.Name()}
+}
+
+// stop ends the count and returns it, NaN if there is none.
+func (c *syscallCounter) stop() float64 {
+	if c == nil {
+		return math.NaN()
+	}
+	defer os.Remove(c.out)
+	c.cmd.Process.Signal(os.Interrupt)
+	c.cmd.Wait()
+	data, err := os.ReadFile(c.out)
+	if err != nil {
+		return math.NaN()
+	}
+	// CSV: count,unit,event,... ; "<not counted>" or "<not supported>"
+	// when the tracepoint is not allowed.
+	for line := range strings.SplitSeq(string(data), "\n") {
+		f := strings.Split(line, ",")
+		if len(f) >= 3 && strings.HasPrefix(f[2], "raw_syscalls:sys_enter") {
+			if n, err := strconv.ParseFloat(f[0], 64); err == nil {
+				return n
+			}
+		}
+	}
+	return math.NaN()
 }

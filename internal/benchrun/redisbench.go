@@ -20,6 +20,11 @@ type benchResult struct {
 	p50Ms       float64
 	p99Ms       float64
 	cpuUsPerReq float64 // proxy CPU per request; NaN for direct runs
+	// sysPerReq and ctxPerReq are the proxy's read/write-family syscalls
+	// and context switches per request (procSample); NaN for direct runs.
+	sysPerReq, ctxPerReq float64
+	// allSysPerReq is every syscall per request (perf stat), NaN without perf.
+	allSysPerReq float64
 
 	// Mix runs only (redis-benchmark does not count them): GETs sent, and
 	// those answered nil.

@@ -41,6 +41,10 @@ type scenario struct {
 	// or it would measure nil replies. The keyspace is filled first.
 	readsExisting bool
 
+	// twemproxy: also run through nutcracker, when installed, after each
+	// round's proxy run (twemproxy.go).
+	twemproxy bool
+
 	// DESIGN.md "Performance targets"; 0 means none for this row.
 	minRatio      float64 // proxy rps / direct rps
 	maxCPUPerReqU float64 // proxy CPU µs per request
@@ -168,6 +172,7 @@ func matrixRow(test string, pipeline, valueBytes, requests int, minRatio, maxCPU
 		valueBytes:    valueBytes,
 		requests:      requests,
 		readsExisting: test == "get",
+		twemproxy:     valueBytes == 3,
 		minRatio:      minRatio,
 		maxCPUPerReqU: maxCPUPerReqU,
 	}
