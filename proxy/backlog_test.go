@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/replproxy/replproxy/internal/redistest"
+	"github.com/replproxy/replproxy/resp"
 )
 
 func TestBacklogTarget(t *testing.T) {
@@ -81,5 +82,35 @@ func TestBacklogGrowsWithTheStream(t *testing.T) {
 	}
 	if got := fixed.link.BacklogBytes(); got != 1<<20 {
 		t.Errorf("with auto-sizing off the backlog is %d bytes, want 1 MB", got)
+	}
+}
+
+func TestCompleteTransactions(t *testing.T) {
+	cmd := func(args ...string) string { return string(resp.AppendCommandStrings(nil, args...)) }
+	set, multi, exec := cmd("SET", "a", "1"), cmd("MULTI"), cmd("EXEC")
+	for _, tc := range []struct {
+		name, stream string
+		want         int
+	}{
+		{"plain commands", set + set, 2 * len(set)},
+		{"a whole transaction", set + multi + set + exec + set, len(set)*3 + len(multi) + len(exec)},
+		{"a transaction only begun: cut before its MULTI", set + multi + set, len(set)},
+		{"a discarded one is whole", multi + set + cmd("DISCARD"), len(multi) + len(set) + len(cmd("DISCARD"))},
+		{"the second one begun", multi + exec + set + cmd("multi") + set, len(multi) + len(exec) + len(set)},
+		{"empty", "", 0},
+	} {
+		got, err := completeTransactions([]byte(tc.stream))
+		if err != nil || got != tc.want {
+			t.Errorf("%s: completeTransactions = %d, %v; want %d", tc.name, got, err, tc.want)
+		}
+	}
+	if _, err := completeTransactions([]byte(set[:5])); err == nil {
+		t.Error("a stream ending inside a command was accepted")
+	}
+	for reply, want := range map[string]int64{"$-1\r\n": -1, "$5\r\n12345\r\n": 12345, "$3\r\nabc\r\n": -1, "$20\r\n2026-12-02T00:00:00Z\r\n": -1} {
+		got, ok := markerEnd([]byte(reply))
+		if (want < 0) == ok || (ok && got != want) {
+			t.Errorf("markerEnd(%q) = %d, %v; want %d", reply, got, ok, want)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -149,26 +150,37 @@ func (s *Server) replay(job *replayJob) {
 	if int64(len(suffix)) > job.end-job.start {
 		suffix = suffix[:job.end-job.start] // what the link got after the switch is not the old master's
 	}
-	body, n, err := replayBody(suffix, job.db)
+	// A transaction the stream had only begun when the master died was
+	// never acknowledged (its EXEC's fence lies beyond): replaying part of
+	// it would break its atomicity. The replay ends before it.
+	cut, err := completeTransactions(suffix)
 	if err != nil {
 		s.replayFailed(job, err)
 		return
 	}
-	marker := "__replproxy:replayed:" + job.sw.OldReplID + ":" + strconv.FormatInt(job.start, 10) + "-" + strconv.FormatInt(job.end, 10)
+	suffix = suffix[:cut]
+	job.end = job.start + int64(cut)
+	// The marker is keyed by where the replay starts, the same for every
+	// proxy (the split and the stream decide it), and holds where it
+	// ended: proxies whose links got different amounts of the old
+	// master's stream replay, together, each byte once (keyed by the
+	// range, two proxies that had read different lengths both replayed:
+	// writes ran twice).
+	marker := "__replproxy:replayed:" + job.sw.OldReplID + ":" + strconv.FormatInt(job.start, 10)
 	for attempt := 1; ; attempt++ {
 		target := s.mon.Master()
-		done, err := s.replayOnce(target, marker, body, n)
+		from, n, err := s.replayOnce(target, marker, job, suffix)
 		switch {
-		case err == nil && done:
+		case err == nil && from < job.end:
 			s.replays.replayed.Add(1)
-			s.replays.bytes.Add(int64(len(suffix)))
-			msg := fmt.Sprintf("replayed %d commands (%d bytes, offsets %d-%d of %s) onto %s", n, len(suffix), job.start, job.end, job.sw.OldReplID, target)
+			s.replays.bytes.Add(job.end - from)
+			msg := fmt.Sprintf("replayed %d commands (%d bytes, offsets %d-%d of %s) onto %s", n, job.end-from, from, job.end, job.sw.OldReplID, target)
 			s.log.Warn("FAILOVER REPLAY: " + msg)
 			s.replays.note(msg)
 			return
 		case err == nil:
 			s.replays.skipped.Add(1)
-			msg := "the suffix was already replayed (marker " + marker + " present on " + target + "): nothing done"
+			msg := "the suffix was already replayed (marker " + marker + " on " + target + " reaches offset " + strconv.FormatInt(job.end, 10) + " or beyond): nothing done"
 			s.log.Info("FAILOVER REPLAY: " + msg)
 			s.replays.note(msg)
 			return
@@ -194,59 +206,80 @@ func (s *Server) replayFailed(job *replayJob, err error) {
 // in one MULTI, then asks ROLE for the offset past it. done is false when
 // the marker was there. Everything goes on one plain connection, pipelined:
 // the suffix can be megabytes.
-func (s *Server) replayOnce(master, marker string, body []byte, n int) (done bool, err error) {
+// replayOnce replays, in one transaction under WATCH of the marker, what
+// of suffix (the old stream from job.start to job.end) no proxy replayed
+// yet onto master: from the marker's end offset, or job.start without
+// one. It returns where it replayed from (job.end: nothing was left) and
+// how many commands.
+func (s *Server) replayOnce(master, marker string, job *replayJob, suffix []byte) (from int64, n int, err error) {
 	timeout := 10 * s.cfg.ConnectTimeout
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	conn, err := dialBackend(ctx, master, s.cfg.UpstreamUser, s.cfg.UpstreamPassword, 2, s.cfg.ConnectTimeout, s.cfg.UpstreamTLS)
 	if err != nil {
-		return false, err
+		return 0, 0, err
 	}
 	defer conn.Close() // the transaction SELECTs: this connection is not reused
 	rd := &replyReader{conn: conn, sc: resp.NewReplyScanner(resp.DefaultLimits())}
 	conn.SetDeadline(time.Now().Add(timeout))
 	check := resp.AppendCommandStrings(nil, "WATCH", marker)
-	check = resp.AppendCommandStrings(check, "EXISTS", marker)
+	check = resp.AppendCommandStrings(check, "GET", marker)
 	if _, err := conn.Write(check); err != nil {
-		return false, err
+		return 0, 0, err
 	}
 	if r, err := rd.next(); err != nil || r[0] == '-' {
-		return false, replyErr("WATCH", r, err)
+		return 0, 0, replyErr("WATCH", r, err)
 	}
 	r, err := rd.next()
-	if err != nil || r[0] != ':' {
-		return false, replyErr("EXISTS", r, err)
+	if err != nil || (r[0] != '$' && r[0] != '_') {
+		return 0, 0, replyErr("GET", r, err)
 	}
-	if string(r) != ":0\r\n" {
-		return false, nil
+	from = job.start
+	db := job.db
+	if done, ok := markerEnd(r); ok {
+		if done >= job.end {
+			return job.end, 0, nil
+		}
+		// Another proxy's link had less of the stream: replay only what
+		// lies beyond. It ended at a whole transaction (above), so the
+		// database in effect there is what the link recorded.
+		start, d, ok := job.hist.ReplayStart(done)
+		if !ok || start != done || done < job.start {
+			return 0, 0, fmt.Errorf("replay: the marker ends at offset %d, where the stream is not at a command the link can start from", done)
+		}
+		from, db = done, d
+	}
+	body, n, err := replayBody(suffix[from-job.start:], db)
+	if err != nil {
+		return 0, 0, err
 	}
 	tx := resp.AppendCommandStrings(nil, "MULTI")
 	tx = append(tx, body...)
 	tx = resp.AppendCommandStrings(tx, "SELECT", "0")
-	tx = resp.AppendCommandStrings(tx, "SET", marker, time.Now().UTC().Format(time.RFC3339Nano), "EX", "86400")
+	tx = resp.AppendCommandStrings(tx, "SET", marker, strconv.FormatInt(job.end, 10), "EX", "86400")
 	tx = resp.AppendCommandStrings(tx, "EXEC")
 	tx = resp.AppendCommandStrings(tx, "ROLE")
 	if _, err := conn.Write(tx); err != nil {
-		return false, err
+		return 0, 0, err
 	}
 	// +OK for MULTI, +QUEUED for each command (an error here means Redis
 	// refused to queue it, and EXEC aborts), then EXEC's array, then ROLE.
 	for i := 0; i < 1+n+2; i++ {
 		if _, err := rd.next(); err != nil {
-			return false, err
+			return 0, 0, err
 		}
 	}
 	exec, err := rd.next()
 	if err != nil {
-		return false, err
+		return 0, 0, err
 	}
 	switch {
 	case len(exec) >= 3 && exec[0] == '*' && exec[1] == '-':
 		// WATCH: another proxy replayed (or wrote the marker) meanwhile:
 		// check again.
-		return s.replayOnce(master, marker, body, n)
+		return s.replayOnce(master, marker, job, suffix)
 	case exec[0] != '*':
-		return false, replyErr("EXEC", exec, nil)
+		return 0, 0, replyErr("EXEC", exec, nil)
 	}
 	role, err := rd.next()
 	if off, isMaster, ok := roleOffset(role); err == nil && ok && isMaster {
@@ -256,7 +289,51 @@ func (s *Server) replayOnce(master, marker string, body []byte, n int) (done boo
 	} else {
 		s.fenceLost()
 	}
-	return true, nil
+	return from, n, nil
+}
+
+// markerEnd reads the end offset a replay marker holds (GET's reply); ok
+// is false when there is none.
+func markerEnd(reply []byte) (int64, bool) {
+	if reply[0] != '$' || len(reply) < 4 || reply[1] == '-' {
+		return 0, false
+	}
+	i := bytes.IndexByte(reply, '\n')
+	if i < 0 {
+		return 0, false
+	}
+	v, err := strconv.ParseInt(strings.TrimSuffix(string(reply[i+1:]), "\r\n"), 10, 64)
+	return v, err == nil
+}
+
+// completeTransactions returns how much of stream ends at a whole
+// command outside any MULTI: all of it, unless a MULTI has no EXEC (or
+// DISCARD) after it, then up to that MULTI.
+func completeTransactions(stream []byte) (int, error) {
+	parser := resp.NewRequestParser(resp.DefaultLimits())
+	open, pos := -1, 0
+	for pos < len(stream) {
+		cmd, m, err := parser.Parse(stream[pos:])
+		if err != nil {
+			return 0, fmt.Errorf("replay: stream: %w", err)
+		}
+		if m == 0 {
+			return 0, errors.New("replay: the suffix ends inside a command")
+		}
+		if len(cmd.Args) > 0 {
+			switch {
+			case resp.EqualFold(cmd.Args[0], "MULTI"):
+				open = pos
+			case resp.EqualFold(cmd.Args[0], "EXEC"), resp.EqualFold(cmd.Args[0], "DISCARD"):
+				open = -1
+			}
+		}
+		pos += m
+	}
+	if open >= 0 {
+		return open, nil
+	}
+	return pos, nil
 }
 
 func replyErr(what string, r []byte, err error) error {
