@@ -3,13 +3,16 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/replproxy/replproxy/internal/redistest"
+	"github.com/replproxy/replproxy/replstream"
 	"github.com/replproxy/replproxy/resp"
+	"github.com/replproxy/replproxy/router"
 )
 
 func TestBacklogTarget(t *testing.T) {
@@ -113,4 +116,78 @@ func TestCompleteTransactions(t *testing.T) {
 			t.Errorf("markerEnd(%q) = %d, %v; want %d", reply, got, ok, want)
 		}
 	}
+}
+
+// Two proxies whose links read different lengths of the old master's
+// stream replay each byte once: the shorter replay marks where it ended,
+// the longer one then replays only what lies beyond, and a third finds
+// nothing left. The stream is INCRs: every counter on the target ends at
+// exactly 1. (The unfinished transaction a replay leaves out is
+// TestCompleteTransactions'.)
+func TestReplayOnceAcrossUnequalLinks(t *testing.T) {
+	t.Parallel()
+	src := redistest.Start(t, redistest.Options{})
+	dst := redistest.Start(t, redistest.Options{})
+	srv := startProxy(t, Config{Master: dst.Master.Addr(), NoReplicationLink: true})
+	link, err := replstream.New(replstream.Config{Master: src.Master.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = link.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitFor(t, "the link to stream", 10*time.Second, func() bool { return link.Connected() })
+	c := src.Master.Client()
+	bg := context.Background()
+	// A first write, so the stream's SELECT is behind the split.
+	c.Set(bg, "warm", "1", 0)
+	waitFor(t, "the link to hold the first write", 10*time.Second, func() bool {
+		return link.Offset() >= infoOffset(t, src.Master)
+	})
+	base := link.Offset()
+	for i := 0; i < 20; i++ {
+		if err := c.Incr(bg, fmt.Sprintf("ctr:%d", i)).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the link to hold the INCRs", 10*time.Second, func() bool {
+		return link.Offset() >= infoOffset(t, src.Master)
+	})
+	mid := link.Offset()
+	for i := 20; i < 40; i++ {
+		c.Incr(bg, fmt.Sprintf("ctr:%d", i))
+	}
+	waitFor(t, "the link to hold the rest", 10*time.Second, func() bool {
+		return link.Offset() >= infoOffset(t, src.Master)
+	})
+	full := link.Offset()
+	hist, _ := link.History()
+	start, db, ok := link.ReplayStart(base)
+	if !ok {
+		t.Fatal("no replay start")
+	}
+	sw := router.Switch{OldReplID: hist.ReplID(), SplitOffset: base}
+	// The shorter link first, then the longer, as two proxies would.
+	srv.replay(&replayJob{sw: sw, start: start, end: mid, db: db, hist: hist})
+	first := lastReplay(srv)
+	srv.replay(&replayJob{sw: sw, start: start, end: full, db: db, hist: hist})
+	second := lastReplay(srv)
+	srv.replay(&replayJob{sw: sw, start: start, end: full, db: db, hist: hist})
+	third := lastReplay(srv)
+	t.Logf("%s\n%s\n%s", first, second, third)
+	d := dst.Master.Client()
+	for i := 0; i < 40; i++ {
+		if v, err := d.Get(bg, fmt.Sprintf("ctr:%d", i)).Int(); err != nil || v != 1 {
+			t.Errorf("ctr:%d = %d, %v after the replays; want 1 (each INCR once)", i, v, err)
+		}
+	}
+	if !strings.Contains(second, fmt.Sprintf("offsets %d-%d", mid, full)) || !strings.Contains(third, "already replayed") {
+		t.Errorf("the second replay should cover %d-%d and the third nothing:\n%s\n%s", mid, full, second, third)
+	}
+}
+
+func infoOffset(t *testing.T, n *redistest.Node) int64 {
+	v, _ := strconv.ParseInt(n.Info(t, "replication")["master_repl_offset"], 10, 64)
+	return v
 }
