@@ -301,17 +301,7 @@ func TestSIGHUPAndProxyReload(t *testing.T) {
 		t.Fatalf("PROXY RELOAD = %#v, %v; want consistency applied and loops needing a restart", res, err)
 	}
 
-	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case c := <-code:
-		if c != 0 {
-			t.Errorf("exit code %d; stderr:\n%s", c, stderr.String())
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatalf("run did not return after SIGTERM")
-	}
+	terminateRun(t, code, &stderr)
 	if !strings.Contains(stderr.String(), "SIGHUP: configuration reloaded") {
 		t.Errorf("no reload logged:\n%s", stderr.String())
 	}

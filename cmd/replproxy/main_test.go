@@ -76,17 +76,7 @@ func TestRunServesAndStopsOnSIGTERM(t *testing.T) {
 
 	// Safe only now: the proxy answered, so run has installed its handler
 	// and SIGTERM cannot kill the test binary.
-	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case c := <-code:
-		if c != 0 {
-			t.Errorf("exit code %d after SIGTERM, want 0; stderr:\n%s", c, stderr.String())
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatalf("run did not return after SIGTERM; stderr:\n%s", stderr.String())
-	}
+	terminateRun(t, code, &stderr)
 	logs := stderr.String()
 	for _, want := range []string{`"msg":"starting replproxy"`, `"version":"dev"`, `"msg":"ready"`, `"addr":"` + listen + `"`} {
 		if !strings.Contains(logs, want) {
@@ -106,4 +96,21 @@ func roundTrip(addr, request string) (string, error) {
 		return "", err
 	}
 	return bufio.NewReader(c).ReadString('\n')
+}
+
+// terminateRun sends this process SIGTERM, which a running run handles,
+// and waits for run to return 0. Call it only once run is serving.
+func terminateRun(t *testing.T, code <-chan int, stderr *lockedBuffer) {
+	t.Helper()
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case c := <-code:
+		if c != 0 {
+			t.Errorf("exit code %d after SIGTERM, want 0; stderr:\n%s", c, stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("run did not return after SIGTERM; stderr:\n%s", stderr.String())
+	}
 }
