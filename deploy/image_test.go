@@ -185,6 +185,51 @@ func buildFromDockerfile() (string, error) {
 
 var binDirs []string
 
+// moduleStep copies what the build stage COPYs before its RUN go mod
+// download into an empty directory, as the image build's layer has it,
+// and runs the download there.
+func moduleStep(build stage) error {
+	dir, err := os.MkdirTemp("", "replproxy-modstep-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	for _, in := range build.ins {
+		switch {
+		case in.cmd == "COPY" && !strings.HasPrefix(in.args, "--from="):
+			f := strings.Fields(in.args)
+			if len(f) < 2 || f[len(f)-1] == "." {
+				return fmt.Errorf("line %d: COPY %s before RUN go mod download: want files, not the whole context", in.line, in.args)
+			}
+			dst := filepath.Join(dir, f[len(f)-1])
+			for _, src := range f[:len(f)-1] {
+				b, err := os.ReadFile(filepath.Join("..", src))
+				if err != nil {
+					return fmt.Errorf("line %d: %v", in.line, err)
+				}
+				to := dst
+				if strings.HasSuffix(f[len(f)-1], "/") {
+					to = filepath.Join(dst, filepath.Base(src))
+				}
+				if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+					return err
+				}
+				if err := os.WriteFile(to, b, 0o644); err != nil {
+					return err
+				}
+			}
+		case in.cmd == "RUN" && strings.Contains(in.args, "go mod download"):
+			cmd := exec.Command("sh", "-c", in.args)
+			cmd.Dir = dir
+			if b, err := cmd.CombinedOutput(); err != nil {
+				return fmt.Errorf("line %d: RUN %s, with only the files COPYed before it: %v\n%s", in.line, in.args, err, b)
+			}
+			return nil
+		}
+	}
+	return errors.New("the build stage has no RUN go mod download")
+}
+
 func TestMain(m *testing.M) {
 	code := m.Run()
 	for _, d := range binDirs {
@@ -305,6 +350,12 @@ func TestDockerfile(t *testing.T) {
 				t.Errorf("%s.dockerignore: %q excludes %s, which the build needs", dockerfile, line, n)
 			}
 		}
+	}
+
+	// The module step sees only what is copied before it: go.mod, go.sum
+	// and the go.mod of every directory go.mod replaces a module with.
+	if err := moduleStep(build); err != nil {
+		t.Error(err)
 	}
 
 	// The build command itself: a static binary stamped with the version.

@@ -48,9 +48,10 @@ type loop struct {
 	dirtyBackends    []*backend
 	flushing         bool
 	flushingBackends bool
-	// flushQueued: a task that writes the dirty backends is queued on the
-	// loop; it runs after every event of the current wake-up, so requests
-	// from many clients reach a backend in one write.
+	// flushQueued: the dirty backends will be written after every event of
+	// the current wake-up (by OnBatchEnd, or by a task queued with Execute
+	// where gnet has no batch-end hook), so requests from many clients
+	// reach a backend in one write.
 	flushQueued  bool
 	backendFlush gnet.Runnable
 
@@ -310,7 +311,11 @@ func (l *loop) markBackend(b *backend) {
 		b.dirty = true
 		l.dirtyBackends = append(l.dirtyBackends, b)
 		if batchBackendWrites && !l.flushQueued {
-			l.flushQueued = l.el.Execute(context.Background(), l.backendFlush) == nil
+			if gnet.BatchEndSupported {
+				l.flushQueued = true // Server.OnBatchEnd writes it
+			} else {
+				l.flushQueued = l.el.Execute(context.Background(), l.backendFlush) == nil
+			}
 		}
 	}
 }

@@ -205,16 +205,7 @@ func normalize(cfg *Config) error {
 	if cfg.ReplicationBacklogMax == 0 {
 		cfg.ReplicationBacklogMax = 256 << 20
 	}
-	// One loop per CPU, and GOMAXPROCS left at its default (the same
-	// number). With every P in a loop's epoll_wait, sysmon retakes them
-	// (npidle is 0) and never backs off past 20 µs sleeps: ~0.15 nanosleep
-	// and ~0.14 futex per request at GET P1. A spare P (GOMAXPROCS =
-	// loops+1) stops that (nanosleep 0.04) but costs more than it saves:
-	// gnet's poller calls runtime.Gosched whenever its epoll_wait(0) finds
-	// nothing, and with an idle P Gosched wakes a spinning M (futex 0.27),
-	// which also splits wake-ups (epoll_wait 0.25 -> 0.5, writes 1.10 ->
-	// 1.29): 3.2 syscalls per request against 2.7, and no less CPU (issue
-	// 14, measured with perf stat on make bench's layout).
+	// One loop per CPU; the binary sets GOMAXPROCS to one more (Procs).
 	if cfg.Loops <= 0 {
 		cfg.Loops = runtime.NumCPU()
 	}
@@ -484,6 +475,39 @@ func infoField(info, field string) string {
 	}
 	return ""
 }
+
+// OnBatchEnd runs on a loop's goroutine after each batch of events and
+// tasks (our patch of gnet, internal/gnet): it writes every backend the
+// batch's requests went to, one write each.
+func (s *Server) OnBatchEnd(el gnet.EventLoop) {
+	l := s.loopOf(el)
+	if l.flushQueued {
+		l.flushQueued = false
+		l.flushBackends()
+	}
+}
+
+// NoYield: a loop blocks in epoll_wait right after a batch, without a
+// zero-timeout poll and a runtime.Gosched first (two syscalls a batch, and
+// with a spare P the Gosched wakes its thread: futex). Other goroutines
+// run on the spare P (Procs), or on the loop's P once sysmon hands it off
+// while the loop waits.
+func (s *Server) NoYield() bool { return true }
+
+// Procs is the GOMAXPROCS the binary runs a proxy of loops event loops
+// with: one P more than loops. With every P in a loop's epoll_wait, sysmon
+// finds none idle, retakes each after 20 µs (a futex wake and a spinning
+// thread per idle spell) and never sleeps longer than 20 µs itself. With
+// a spare P it backs off to 10 ms. Measured at GET P1 on make bench's
+// layout with NoYield (perf stat, 200,000 requests, 3 pairs): 2.30
+// syscalls per request against 2.49 at GOMAXPROCS = loops (nanosleep
+// 0.045 against 0.125, futex 0.015 against 0.085). Without NoYield the
+// spare P cost more than it saved: gnet's Gosched on every empty poll
+// woke it (3.2 syscalls per request against 2.7).
+func Procs(loops int) int { return loops + 1 }
+
+// Loops is the number of event loops the proxy runs.
+func (s *Server) Loops() int { return s.cfg.Loops }
 
 // OnBoot records the engine and the bound address (the port may have been 0).
 func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {

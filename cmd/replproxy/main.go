@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"github.com/replproxy/replproxy/metrics"
@@ -67,6 +68,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		logger.Error("cannot start", "err", err)
 		return 1
+	}
+
+	// GOMAXPROCS from the environment wins; otherwise a P per loop and a
+	// spare (proxy.Procs says why).
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(proxy.Procs(srv.Loops()))
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

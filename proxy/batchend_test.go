@@ -1,0 +1,126 @@
+package proxy
+
+import (
+	"context"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+)
+
+// batchEcho echoes what it reads, but only at the end of a batch: OnTraffic
+// keeps the bytes, OnBatchEnd writes them. If gnet (internal/gnet's patch)
+// did not call OnBatchEnd after the batch, on the loop that read them,
+// nothing would come back.
+type batchEcho struct {
+	gnet.BuiltinEventEngine
+	addr    chan string
+	eng     gnet.Engine
+	mu      sync.Mutex
+	pending map[gnet.EventLoop][]gnet.Conn
+	ends    atomic.Int64
+	wrong   atomic.Int64 // OnBatchEnd saw a conn of another loop
+}
+
+func (h *batchEcho) OnBoot(eng gnet.Engine) gnet.Action {
+	h.eng = eng
+	return gnet.None
+}
+
+func (h *batchEcho) OnTraffic(c gnet.Conn) gnet.Action {
+	c.SetContext(append(ctxBytes(c), mustNext(c)...))
+	h.mu.Lock()
+	h.pending[c.EventLoop()] = append(h.pending[c.EventLoop()], c)
+	h.mu.Unlock()
+	return gnet.None
+}
+
+func ctxBytes(c gnet.Conn) []byte { b, _ := c.Context().([]byte); return b }
+
+func mustNext(c gnet.Conn) []byte {
+	b, _ := c.Next(-1)
+	return append([]byte(nil), b...)
+}
+
+func (h *batchEcho) OnBatchEnd(el gnet.EventLoop) {
+	h.ends.Add(1)
+	h.mu.Lock()
+	cs := h.pending[el]
+	h.pending[el] = nil
+	h.mu.Unlock()
+	for _, c := range cs {
+		if c.EventLoop() != el {
+			h.wrong.Add(1)
+		}
+		if b := ctxBytes(c); len(b) > 0 {
+			_, _ = c.Write(b)
+			c.SetContext([]byte(nil))
+		}
+	}
+}
+
+func (h *batchEcho) NoYield() bool { return true }
+
+func TestGnetBatchEnd(t *testing.T) {
+	if !gnet.BatchEndSupported {
+		t.Fatal("the default epoll poller of internal/gnet has the batch-end hook: is the replace in go.mod gone?")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	const loops = 2
+	h := &batchEcho{pending: map[gnet.EventLoop][]gnet.Conn{}}
+	done := make(chan error, 1)
+	go func() {
+		done <- gnet.Run(h, "tcp://"+addr, gnet.WithMulticore(true), gnet.WithNumEventLoop(loops))
+	}()
+	t.Cleanup(func() {
+		_ = h.eng.Stop(context.Background())
+		<-done
+	})
+	var conns []net.Conn
+	deadline := time.Now().Add(5 * time.Second)
+	for len(conns) < 8 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			if time.Now().After(deadline) {
+				t.Fatal(err)
+			}
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		conns = append(conns, c)
+	}
+	for round := range 50 {
+		for i, c := range conns {
+			if _, err := c.Write([]byte("m" + strconv.Itoa(round) + "." + strconv.Itoa(i) + ";")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i, c := range conns {
+			want := "m" + strconv.Itoa(round) + "." + strconv.Itoa(i) + ";"
+			got := make([]byte, len(want))
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.ReadFull(c, got); err != nil || string(got) != want {
+				t.Fatalf("round %d conn %d: %q, %v; want %q (OnBatchEnd not called after the batch?)", round, i, got, err, want)
+			}
+		}
+	}
+	if h.wrong.Load() != 0 {
+		t.Errorf("OnBatchEnd saw %d connections of another loop", h.wrong.Load())
+	}
+	if h.ends.Load() == 0 {
+		t.Error("OnBatchEnd never ran")
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+}
