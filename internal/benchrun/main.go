@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,7 +40,10 @@ type row struct {
 	requests      int
 	direct, proxy []benchResult
 	twem          []benchResult // through twemproxy, when it ran
-	proxyFailures int
+	// redisPlain, redisTLS: a TLS row's load against the master itself, on
+	// its plaintext and its TLS port: the client's own TLS ceiling here.
+	redisPlain, redisTLS []benchResult
+	proxyFailures        int
 }
 
 func main() {
@@ -97,7 +101,16 @@ func main() {
 	if slices.ContainsFunc(todo, func(sc scenario) bool { return sc.tls }) {
 		benchPKI = redistest.NewTLS(h)
 	}
-	topo := redistest.Start(h, redistest.Options{Replicas: 2, Wrapper: redisWrap})
+	// With TLS rows the master also serves TLS, so that the client's own
+	// TLS cost is measured against Redis itself (tlsReference).
+	var masterArgs []string
+	masterTLS := ""
+	if benchPKI != nil {
+		port := redistest.FreePort(h)
+		masterArgs = benchPKI.RedisArgs(port)
+		masterTLS = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	}
+	topo := redistest.Start(h, redistest.Options{Replicas: 2, Wrapper: redisWrap, MasterArgs: masterArgs})
 	master := topo.Master.Addr()
 	ticksPerSec := clockTicksPerSecond()
 	var twem *twemproxy
@@ -189,6 +202,9 @@ func main() {
 			}
 			if sc.twemproxy && twem != nil && twem.running() {
 				extraInfo += runTwem(r, twem, clientWrap, seed, ticksPerSec, d.rps)
+			}
+			if sc.tls && masterTLS != "" {
+				extraInfo += tlsReference(h, r, sc, runSc, clientWrap, master, masterTLS, seed)
 			}
 			r.proxy = append(r.proxy, p)
 			fmt.Printf("%-*s round %d/%d: direct %9.0f rps, proxy %9.0f rps (%.2f), proxy CPU %s µs/req, syscalls %s+%s/req%s\n",

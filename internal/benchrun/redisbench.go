@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // benchResult is one run: what redis-benchmark's --csv line or the mix
@@ -25,6 +26,9 @@ type benchResult struct {
 	sysPerReq, ctxPerReq float64
 	// allSysPerReq is every syscall per request (perf stat), NaN without perf.
 	allSysPerReq float64
+	// clientCPU is the CPU time redis-benchmark used (its rusage), 0 for
+	// other clients.
+	clientCPU time.Duration
 
 	// Mix runs only (redis-benchmark does not count them): GETs sent, and
 	// those answered nil.
@@ -58,6 +62,8 @@ func redisBenchmark(wrapper []string, addr string, args []string) (benchResult, 
 	if err != nil {
 		return benchResult{}, fmt.Errorf("%s: %v; output:\n%s", strings.Join(argv, " "), err, stdout.String())
 	}
+	// taskset execs redis-benchmark: the child's rusage is the client's.
+	res.clientCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	return res, nil
 }
 
