@@ -205,9 +205,8 @@ func normalize(cfg *Config) error {
 	if cfg.ReplicationBacklogMax == 0 {
 		cfg.ReplicationBacklogMax = 256 << 20
 	}
-	// One loop per CPU; the binary sets GOMAXPROCS to one more (Procs).
 	if cfg.Loops <= 0 {
-		cfg.Loops = runtime.NumCPU()
+		cfg.Loops = defaultLoops()
 	}
 	if cfg.BackendConns <= 0 {
 		cfg.BackendConns = 1
@@ -493,6 +492,14 @@ func (s *Server) OnBatchEnd(el gnet.EventLoop) {
 // run on the spare P (Procs), or on the loop's P once sysmon hands it off
 // while the loop waits.
 func (s *Server) NoYield() bool { return true }
+
+// defaultLoops is one loop per CPU the Go runtime would use: GOMAXPROCS's
+// default, which since Go 1.25 follows a cgroup CPU limit (a container
+// limited to 2 CPUs of a 64-CPU host runs 2 loops, where NumCPU said 64)
+// and the affinity mask. Read once, at the first proxy's start: the binary
+// then sets GOMAXPROCS to one more (Procs), and a reload's defaults must
+// not see that.
+var defaultLoops = sync.OnceValue(func() int { return runtime.GOMAXPROCS(0) })
 
 // Procs is the GOMAXPROCS the binary runs a proxy of loops event loops
 // with: one P more than loops. With every P in a loop's epoll_wait, sysmon

@@ -215,7 +215,7 @@ func newFlagSet(s *settings, o *options) *flag.FlagSet {
 	fs.IntVar(&s.MaxDedicated, "max-dedicated-conns", s.MaxDedicated, "maximum master connections held by one client each (blocking calls, MULTI/WATCH, pub/sub)")
 	fs.Var(&s.Timeout, "timeout", "close clients idle this long (0 = never)")
 
-	fs.IntVar(&s.Loops, "loops", s.Loops, "event loops (0 = one per CPU)")
+	fs.IntVar(&s.Loops, "loops", s.Loops, "event loops (0 = one per CPU the process may use: affinity and cgroup limit; GOMAXPROCS is set to loops+1 unless the environment sets it)")
 	fs.IntVar(&s.BackendConns, "backend-conns", s.BackendConns, "shared connections per event loop to each Redis node")
 	fs.IntVar(&s.MaxPipeline, "max-pipeline", s.MaxPipeline, "commands one client may have in flight before the proxy stops reading it")
 	fs.Var(&s.QueryBufferLimit, "query-buffer-limit", "unparsed request bytes buffered per client")

@@ -75,6 +75,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if os.Getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(proxy.Procs(srv.Loops()))
 	}
+	logger.Info("event loops", "loops", srv.Loops(), "gomaxprocs", runtime.GOMAXPROCS(0))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -5,6 +5,9 @@ import (
 	"bytes"
 	"net"
 	"os"
+	"regexp"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -36,6 +39,9 @@ func (b *lockedBuffer) String() string {
 // redis-server: flags in, a proxy that answers, and SIGTERM ending it with
 // exit code 0.
 func TestRunServesAndStopsOnSIGTERM(t *testing.T) {
+	// run sets this process's GOMAXPROCS (proxy.Procs): put it back.
+	prevProcs := runtime.GOMAXPROCS(0)
+	t.Cleanup(func() { runtime.GOMAXPROCS(prevProcs) })
 	master := redistest.StartServer(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -82,6 +88,20 @@ func TestRunServesAndStopsOnSIGTERM(t *testing.T) {
 		if !strings.Contains(logs, want) {
 			t.Errorf("logs lack %s:\n%s", want, logs)
 		}
+	}
+	// A P per loop and a spare, unless the environment says otherwise.
+	m := regexp.MustCompile(`"msg":"event loops","loops":(\d+),"gomaxprocs":(\d+)`).FindStringSubmatch(logs)
+	if m == nil {
+		t.Fatalf("no event loops line in the logs:\n%s", logs)
+	}
+	loops, _ := strconv.Atoi(m[1])
+	procs, _ := strconv.Atoi(m[2])
+	want := loops + 1
+	if os.Getenv("GOMAXPROCS") != "" {
+		want = prevProcs
+	}
+	if loops < 1 || procs != want {
+		t.Errorf("%d loops ran with GOMAXPROCS %d, want %d", loops, procs, want)
 	}
 }
 
