@@ -371,7 +371,7 @@ func (s *session) clientUnblock(args [][]byte, later func() func([]byte)) bool {
 			return
 		}
 		req := resp.AppendCommandStrings(nil, "CLIENT", "UNBLOCK", strconv.FormatInt(rid, 10), reason)
-		go func() { answer(s.srv.askNode(s.srv.cfg.Master, req)) }()
+		go func() { answer(s.srv.askNode(s.srv.cfg.Master, req, s.srv.cfg.ConnectTimeout)) }()
 	})
 	return true
 }
@@ -396,7 +396,8 @@ func (l *loop) run(f func()) {
 // and returns its reply, or an error reply. It blocks: run it off the
 // loops. A node busy with a script still answers SCRIPT KILL and CLIENT
 // UNBLOCK there, where the shared connection waits behind the script.
-func (s *Server) askNode(addr string, req []byte) []byte {
+// The reply is waited for up to wait after the connection is set up.
+func (s *Server) askNode(addr string, req []byte, wait time.Duration) []byte {
 	cfg := &s.cfg
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ConnectTimeout)
 	defer cancel()
@@ -405,7 +406,7 @@ func (s *Server) askNode(addr string, req []byte) []byte {
 		return resp.AppendError(nil, errBackendDown+err.Error())
 	}
 	defer conn.Close()
-	reply, err := roundTrip(conn, req, cfg.ConnectTimeout)
+	reply, err := roundTrip(conn, req, wait)
 	if err != nil {
 		return resp.AppendError(nil, errBackendLost)
 	}
@@ -521,6 +522,18 @@ func (s *session) appendClientLine(b []byte, now time.Time) []byte {
 	return strconv.AppendInt(b, int64(s.proto), 10)
 }
 
+// busyReplyWait is how long SCRIPT KILL and FUNCTION KILL wait for the
+// master's reply. A node running a script answers no one until the script
+// has run busy-reply-threshold (5 s by default, lua-time-limit before
+// 7.0); a client of that node sending SCRIPT KILL meanwhile just waits,
+// then gets its +OK. With the connect timeout instead (2 s), the proxy
+// answered "connection lost" (seen in CI, the script on the master).
+// Replicas keep the connect timeout: a read-only script that holds a
+// replica past --read-timeout has been re-sent elsewhere already (the
+// replica looks hung), so the client's script is no longer there, and a
+// retried SCRIPT KILL finds it where it went.
+const busyReplyWait = 15 * time.Second
+
 // scriptKill sends SCRIPT KILL or FUNCTION KILL to every node, each on a
 // connection of its own (the shared one may be the one the script runs
 // on), and answers as the node that ran a script did: +OK from any node
@@ -557,7 +570,11 @@ func (s *session) scriptKillAsync(args [][]byte, done func([]byte)) (async bool)
 		ch := make(chan struct{}, len(nodes))
 		for i, addr := range nodes {
 			go func() {
-				replies[i] = s.srv.askNode(addr, req)
+				wait := s.srv.cfg.ConnectTimeout
+				if i == 0 {
+					wait = busyReplyWait
+				}
+				replies[i] = s.srv.askNode(addr, req, wait)
 				ch <- struct{}{}
 			}()
 		}

@@ -205,6 +205,37 @@ func TestTransparency(t *testing.T) {
 		}
 	})
 
+	t.Run("script kill waits for the master's busy threshold", func(t *testing.T) {
+		// On the master, sent before the script has run
+		// busy-reply-threshold (5 s): Redis answers once it has, and kills.
+		slow := client(t, addr, &redis.Options{ReadTimeout: 30 * time.Second})
+		res := make(chan error, 1)
+		go func() {
+			res <- slow.Do(ctx, "EVAL", "local t = redis.call('TIME')[1] while redis.call('TIME')[1] - t < 20 do end return 1", "0").Err()
+		}()
+		killer := client(t, addr, &redis.Options{ReadTimeout: 20 * time.Second})
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			err := killer.ScriptKill(ctx).Err()
+			if err == nil {
+				break
+			}
+			// NOTBUSY only while the script has not started yet.
+			if !strings.Contains(err.Error(), "NOTBUSY") || time.Now().After(deadline) {
+				t.Fatalf("SCRIPT KILL: %v", err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		select {
+		case err := <-res:
+			if err == nil || !strings.Contains(err.Error(), "killed by user") {
+				t.Fatalf("the slow script: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatal("the slow script was not killed")
+		}
+	})
+
 	t.Run("script kill reaches a replica", func(t *testing.T) {
 		slow := client(t, addr, &redis.Options{ReadTimeout: 30 * time.Second})
 		slow.Do(ctx, "PROXY", "CONSISTENCY", "eventual")
