@@ -208,62 +208,47 @@ func TestTransparency(t *testing.T) {
 	t.Run("script kill waits for the master's busy threshold", func(t *testing.T) {
 		// On the master, sent before the script has run
 		// busy-reply-threshold (5 s): Redis answers once it has, and kills.
-		slow := client(t, addr, &redis.Options{ReadTimeout: 30 * time.Second})
-		res := make(chan error, 1)
-		go func() {
-			res <- slow.Do(ctx, "EVAL", "local t = redis.call('TIME')[1] while redis.call('TIME')[1] - t < 20 do end return 1", "0").Err()
-		}()
-		killer := client(t, addr, &redis.Options{ReadTimeout: 20 * time.Second})
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			err := killer.ScriptKill(ctx).Err()
-			if err == nil {
-				break
-			}
-			// NOTBUSY only while the script has not started yet.
-			if !strings.Contains(err.Error(), "NOTBUSY") || time.Now().After(deadline) {
-				t.Fatalf("SCRIPT KILL: %v", err)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		select {
-		case err := <-res:
-			if err == nil || !strings.Contains(err.Error(), "killed by user") {
-				t.Fatalf("the slow script: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Fatal("the slow script was not killed")
-		}
+		killSlowScript(t, addr, "EVAL", &redis.Options{ReadTimeout: 20 * time.Second})
 	})
 
 	t.Run("script kill reaches a replica", func(t *testing.T) {
-		slow := client(t, addr, &redis.Options{ReadTimeout: 30 * time.Second})
-		slow.Do(ctx, "PROXY", "CONSISTENCY", "eventual")
-		res := make(chan error, 1)
-		go func() {
-			res <- slow.Do(ctx, "EVAL_RO", "local t = redis.call('TIME')[1] while redis.call('TIME')[1] - t < 20 do end return 1", "0").Err()
-		}()
-		killer := client(t, addr, nil)
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			err := killer.ScriptKill(ctx).Err()
-			if err == nil {
-				break
-			}
-			if !strings.Contains(err.Error(), "NOTBUSY") || time.Now().After(deadline) {
-				t.Fatalf("SCRIPT KILL: %v", err)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		select {
-		case err := <-res:
-			if err == nil || !strings.Contains(err.Error(), "killed by user") {
-				t.Fatalf("the slow script: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Fatal("the slow script was not killed")
-		}
+		killSlowScript(t, addr, "EVAL_RO", nil)
 	})
+}
+
+// killSlowScript runs a 20-second script (cmd: EVAL goes to the master,
+// EVAL_RO with eventual consistency to a replica) and SCRIPT KILLs it
+// through the proxy: the kill must answer +OK (NOTBUSY only until the
+// script has started) and the script's caller must see it killed.
+func killSlowScript(t *testing.T, addr, cmd string, killerOpt *redis.Options) {
+	t.Helper()
+	ctx := context.Background()
+	slow := client(t, addr, &redis.Options{ReadTimeout: 30 * time.Second})
+	slow.Do(ctx, "PROXY", "CONSISTENCY", "eventual")
+	res := make(chan error, 1)
+	go func() {
+		res <- slow.Do(ctx, cmd, "local t = redis.call('TIME')[1] while redis.call('TIME')[1] - t < 20 do end return 1", "0").Err()
+	}()
+	killer := client(t, addr, killerOpt)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := killer.ScriptKill(ctx).Err()
+		if err == nil {
+			break
+		}
+		if !strings.Contains(err.Error(), "NOTBUSY") || time.Now().After(deadline) {
+			t.Fatalf("SCRIPT KILL: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	select {
+	case err := <-res:
+		if err == nil || !strings.Contains(err.Error(), "killed by user") {
+			t.Fatalf("the slow script: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the slow script was not killed")
+	}
 }
 
 // waitReplicas polls until the proxy sees n eligible replicas.
