@@ -486,7 +486,16 @@ func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 	topo.Master.Pause()
 	res := make(chan error, 1)
 	go func() { res <- c.Set(ctx, "inflight", "1", 0).Err() }()
-	time.Sleep(100 * time.Millisecond)
+	// Shutdown starts once the proxy holds the SET: a request that arrives
+	// after draining began is refused by closing, as intended (a fixed
+	// 100 ms sleep was not always enough under CI's load: EOF).
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.inflight() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the SET never reached the paused master through the proxy")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	stopped := make(chan struct{})
 	go func() { stop(); close(stopped) }()
 	time.Sleep(300 * time.Millisecond)
