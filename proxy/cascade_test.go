@@ -410,7 +410,7 @@ func TestCascadeFailover(t *testing.T) {
 			if n, err := cl.Wait(ctx, 3, 5*time.Second).Result(); err != nil || n != 3 {
 				t.Fatalf("WAIT 3 5000 = %d, %v; want 3", n, err)
 			}
-			logFrom := fileLen(t, c.r2.LogPath())
+			logFrom, r1LogFrom := fileLen(t, c.r2.LogPath()), fileLen(t, c.r1.LogPath())
 
 			if err := sc.Failover(ctx, redistest.SentinelMasterName).Err(); err != nil {
 				t.Fatalf("SENTINEL FAILOVER: %v", err)
@@ -427,7 +427,17 @@ func TestCascadeFailover(t *testing.T) {
 			}
 			log := fileFrom(t, c.r2.LogPath(), logFrom)
 			if !strings.Contains(log, "Successful partial resynchronization") || strings.Contains(log, "Flushing old data") {
-				t.Errorf("R2 did not continue with a partial resync; its log since the failover:\n%s", log)
+				// A sub-replica resyncs as its parent did. When the sibling
+				// is promoted, R1 may have more of the old master's stream
+				// than R3 had (the master stays up through SENTINEL FAILOVER
+				// and replicates Sentinel's hello PUBLISHes): R1 must then
+				// fully resync from R3, and R2 from R1 (seen in a CI run).
+				// That is Redis's choice; R2 resyncing fully on its own is not.
+				if r1 := fileFrom(t, c.r1.LogPath(), r1LogFrom); strings.Contains(r1, "Full resync from master") {
+					t.Logf("R2 fully resynced because R1 did (R1 was ahead of the promoted replica); R1's log:\n%s", r1)
+				} else {
+					t.Errorf("R2 did not continue with a partial resync; its log since the failover:\n%s", log)
+				}
 			}
 			// Writes after the failover reach R2 through the new tree.
 			if err := cl.Set(ctx, "after", "2", 0).Err(); err != nil {
