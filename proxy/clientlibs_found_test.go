@@ -94,9 +94,10 @@ func TestClientLibFindings(t *testing.T) {
 				time.Sleep(10 * time.Millisecond)
 			}
 			if tc.reason == "TIMEOUT" {
-				// Both replicas have the write by now, or soon: WAIT
-				// answers what it knows when unblocked; 1 or 2.
-				if got := readReply(t, r); got != ":2\r\n" && got != ":1\r\n" {
+				// WAIT answers what it knows when unblocked: as many
+				// replicas as have acknowledged the write by then, which
+				// under load may still be none (a CI run saw 0).
+				if got := readReply(t, r); got != ":2\r\n" && got != ":1\r\n" && got != ":0\r\n" {
 					t.Fatalf("WAIT after CLIENT UNBLOCK TIMEOUT = %q", got)
 				}
 			} else {
