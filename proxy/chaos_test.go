@@ -155,6 +155,17 @@ func TestChaos(t *testing.T) {
 		}
 	}
 	if err != nil {
+		// What a CI failure needs to be understood: the guard's incident,
+		// the proxy's view and each node's own.
+		g := srv.mon.Guard()
+		t.Errorf("guard active=%v incident: %+v", g.Active, g.Incident)
+		t.Errorf("topology: %s", describeSnap(srv.topo.Load()))
+		for _, n := range nodes {
+			if n.Running() {
+				info, ierr := n.Client().Info(context.Background(), "replication", "keyspace").Result()
+				t.Errorf("%s: %v %s", n, ierr, strings.ReplaceAll(info, "\r\n", " "))
+			}
+		}
 		t.Fatalf("the proxy did not accept a write within 60 s of the last fault: %v", err)
 	}
 }
