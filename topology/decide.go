@@ -303,6 +303,27 @@ func continuity(oldReplID string, n *router.NodeState) (continues bool, split in
 	return false, -1
 }
 
+// switchContinuity is continuity for a master switch, where the old
+// master may itself be a promoted replica: its own history (old.ReplID)
+// continues the one before it (old.ReplID2) up to old.SecondOffset-1. A
+// node promoted after it that never replicated from it (a double failover:
+// the second replica still on the first master's history) continues the
+// old master's history up to the lower of the two splits: below both, the
+// offsets name the same writes on all three.
+func switchContinuity(oldID string, old *router.NodeState, n *router.NodeState) (bool, int64) {
+	if c, s := continuity(oldID, n); c || old == nil || oldID != old.ReplID {
+		return c, s
+	}
+	if old.ReplID2 == "" || old.SecondOffset <= 0 {
+		return false, -1
+	}
+	c, s := continuity(old.ReplID2, n)
+	if !c {
+		return false, -1
+	}
+	return true, min(s, old.SecondOffset-1)
+}
+
 // sentinelEvent is one Sentinel Pub/Sub message about our master.
 type sentinelEvent struct {
 	kind eventKind

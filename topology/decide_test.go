@@ -34,6 +34,36 @@ func TestContinuity(t *testing.T) {
 	}
 }
 
+// A double failover: the first promoted replica (history b, continuing a
+// up to 1000) is replaced by the other replica.
+func TestSwitchContinuity(t *testing.T) {
+	old := router.NodeState{ReplID: "b", ReplID2: "a", SecondOffset: 1001, Offset: 5000}
+	for _, tc := range []struct {
+		name      string
+		node      router.NodeState
+		continues bool
+		split     int64
+	}{
+		{"it replicated from the first promoted one", router.NodeState{ReplID: "c", ReplID2: "b", SecondOffset: 3001}, true, 3000},
+		{"still on the first master's history, behind the first split", router.NodeState{ReplID: "c", ReplID2: "a", SecondOffset: 801}, true, 800},
+		{"still on the first master's history, ahead of the first split", router.NodeState{ReplID: "c", ReplID2: "a", SecondOffset: 1201}, true, 1000},
+		{"not promoted yet, on the first master's history", router.NodeState{ReplID: "a", Offset: 900}, true, 900},
+		{"a fresh history", router.NodeState{ReplID: "d", ReplID2: "0000000000000000000000000000000000000000", SecondOffset: -1}, false, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, s := switchContinuity(old.ReplID, &old, &tc.node)
+			if c != tc.continues || s != tc.split {
+				t.Fatalf("switchContinuity = %v, %d; want %v, %d", c, s, tc.continues, tc.split)
+			}
+		})
+	}
+	// The guard's case: the history in question is the incident's, not the
+	// old master's own, and its replid2 says nothing about it.
+	if c, s := switchContinuity("z", &old, &router.NodeState{ReplID: "c", ReplID2: "a", SecondOffset: 801}); c || s != -1 {
+		t.Fatalf("switchContinuity with another history = %v, %d; want false, -1", c, s)
+	}
+}
+
 func TestParseSentinelEvent(t *testing.T) {
 	for _, tc := range []struct {
 		name, channel, payload string

@@ -625,7 +625,7 @@ func (m *Monitor) switchLocked(addr, cause string, f map[string]string) bool {
 	if m.inc != nil && m.inc.ReplID != "" {
 		oldID = m.inc.ReplID
 	}
-	cont, split := continuity(oldID, &next)
+	cont, split := switchContinuity(oldID, &old, &next)
 	m.master = next
 	m.masterParent = ""
 	m.masterRunID = next.RunID
