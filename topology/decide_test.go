@@ -64,6 +64,31 @@ func TestSwitchContinuity(t *testing.T) {
 	}
 }
 
+func TestPromotionStalled(t *testing.T) {
+	asked := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	wait := 10 * time.Second
+	for _, tc := range []struct {
+		name   string
+		phase  guardPhase
+		sent   bool
+		asked  time.Time
+		now    time.Time
+		stalls bool
+	}{
+		{"Sentinel still has time", phasePromoting, true, asked, asked.Add(wait - time.Millisecond), false},
+		{"no switch within the wait", phasePromoting, true, asked, asked.Add(wait), true},
+		{"the guard promotes by itself (no Sentinel asked)", phasePromoting, false, time.Time{}, asked.Add(time.Hour), false},
+		{"parked: judged at every poll anyway", phaseParked, true, asked, asked.Add(time.Hour), false},
+		{"done", phaseDone, true, asked, asked.Add(time.Hour), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := promotionStalled(tc.phase, tc.sent, tc.asked, tc.now, wait); got != tc.stalls {
+				t.Fatalf("promotionStalled = %v, want %v", got, tc.stalls)
+			}
+		})
+	}
+}
+
 func TestParseSentinelEvent(t *testing.T) {
 	for _, tc := range []struct {
 		name, channel, payload string

@@ -73,8 +73,20 @@ type incident struct {
 	parked map[string]bool
 	phase  guardPhase
 	// sentinelAsked: the master came back empty and the guard asked
-	// Sentinel for the failover.
+	// Sentinel for the failover, at askedAt.
 	sentinelAsked bool
+	askedAt       time.Time
+}
+
+// promotionStalled: Sentinel accepted the guard's SENTINEL FAILOVER at
+// asked, and no master switch followed within wait. Sentinel gives up on a
+// failover without a word the proxy can count on (the Sentinel leading it
+// killed or paused, a -failover-abort-* on a connection that was down), and
+// until a switch the guard refuses every write: so it judges again, and
+// asks again. Asking while the failover is still under way is harmless:
+// Sentinel answers -INPROG.
+func promotionStalled(phase guardPhase, sentinelAsked bool, asked, now time.Time, wait time.Duration) bool {
+	return phase == phasePromoting && sentinelAsked && !asked.IsZero() && now.Sub(asked) >= wait
 }
 
 type guardPhase uint8
@@ -229,6 +241,13 @@ func (m *Monitor) parkedAt(addr string) bool {
 // guardMasterLocked judges a master that answers again during an incident.
 func (m *Monitor) guardMasterLocked(st *router.NodeState) {
 	inc := m.inc
+	if inc != nil && promotionStalled(inc.phase, inc.sentinelAsked, inc.askedAt, time.Now(), m.promoteWait()) {
+		m.log.Warn("EMPTY-MASTER GUARD: Sentinel's failover switched no master; judging again", "asked", inc.askedAt, "replica", inc.Promoted)
+		if len(inc.Actions) < 64 {
+			inc.Actions = append(inc.Actions, time.Now().Format("15:04:05.000")+" no master switch "+m.promoteWait().String()+" after SENTINEL FAILOVER: judging again")
+		}
+		inc.phase, inc.Promoted, inc.sentinelAsked, inc.askedAt = phaseParked, "", false, time.Time{}
+	}
 	if inc == nil || inc.phase != phaseParked || st.Loading || st.Role != "master" {
 		return
 	}
@@ -307,6 +326,11 @@ func chooseSuccessor(cands []router.NodeState) (string, int64) {
 	return cands[best].Addr, cands[best].Keys
 }
 
+// promoteWait is how long a Sentinel failover the guard asked for may take
+// before the guard judges again (promotionStalled): the bound of the
+// promotion's own commands.
+func (m *Monitor) promoteWait() time.Duration { return 10 * m.cfg.Timeout }
+
 // promote makes best the master (see above). It runs on its own goroutine.
 func (m *Monitor) promote(inc *incident, best, empty string) {
 	ctx, cancel := context.WithTimeout(m.ctx, 10*m.cfg.Timeout)
@@ -320,7 +344,7 @@ func (m *Monitor) promote(inc *incident, best, empty string) {
 			m.recordAction(inc, "sentinel_failover", s, err)
 			if err == nil || strings.HasPrefix(err.Error(), "INPROG") {
 				m.mu.Lock()
-				inc.sentinelAsked = true
+				inc.sentinelAsked, inc.askedAt = true, time.Now()
 				m.mu.Unlock()
 				m.sentinel.kickNow()
 				return
