@@ -327,9 +327,10 @@ func chooseSuccessor(cands []router.NodeState) (string, int64) {
 }
 
 // promoteWait is how long a Sentinel failover the guard asked for may take
-// before the guard judges again (promotionStalled): the bound of the
-// promotion's own commands.
-func (m *Monitor) promoteWait() time.Duration { return 10 * m.cfg.Timeout }
+// before the guard judges again (promotionStalled). Generous: a failover
+// under load took 10.5 s in TestChaos, and asking a Sentinel that is not
+// leading the one under way starts a second, competing failover.
+func (m *Monitor) promoteWait() time.Duration { return max(30*time.Second, 10*m.cfg.Timeout) }
 
 // promote makes best the master (see above). It runs on its own goroutine.
 func (m *Monitor) promote(inc *incident, best, empty string) {
