@@ -89,6 +89,29 @@ func TestPromotionStalled(t *testing.T) {
 	}
 }
 
+func TestHistoryGone(t *testing.T) {
+	restarted := &router.NodeState{Reachable: true, ReplID: "fresh", ReplID2: "0000000000000000000000000000000000000000"}
+	for _, tc := range []struct {
+		name  string
+		nodes []*router.NodeState
+		gone  bool
+	}{
+		{"every parked replica restarted empty", []*router.NodeState{restarted, restarted}, true},
+		{"one still parked on the old history", []*router.NodeState{restarted, {Reachable: true, ReplID: "old"}}, false},
+		{"one promoted meanwhile (replid2 is the old history)", []*router.NodeState{restarted, {Reachable: true, ReplID: "new", ReplID2: "old"}}, false},
+		{"one unreachable (paused: it may hold the data)", []*router.NodeState{restarted, {ReplID: "fresh"}}, false},
+		{"one out of view", []*router.NodeState{restarted, nil}, false},
+		{"one not polled yet", []*router.NodeState{restarted, {Reachable: true}}, false},
+		{"none", nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := historyGone("old", tc.nodes); got != tc.gone {
+				t.Fatalf("historyGone = %v, want %v", got, tc.gone)
+			}
+		})
+	}
+}
+
 func TestParseSentinelEvent(t *testing.T) {
 	for _, tc := range []struct {
 		name, channel, payload string

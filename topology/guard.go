@@ -264,6 +264,13 @@ func (m *Monitor) guardMasterLocked(st *router.NodeState) {
 		// its replication ID): resyncing from it loses nothing.
 		m.closeIncidentLocked(inc, "the master came back on a new history with its data: replicas resync from it")
 		m.unparkLocked(inc, st.Addr)
+	case best == "" && historyGone(inc.ReplID, m.parkedStatesLocked(inc)):
+		// Every replica parked has restarted since (empty: a new history,
+		// not a continuation of the old one): the data is gone from all of
+		// them, there is nothing left to protect, and waiting for one to be
+		// seen parked on the old history would refuse writes for good.
+		m.closeIncidentLocked(inc, "every parked replica restarted on a new history since: no node holds the old data; replicas resync from the master")
+		m.unparkLocked(inc, st.Addr)
 	case best == "":
 		// Before the keys test below: with no successor chosen yet,
 		// bestKeys says nothing (a closed incident here unparked replicas
@@ -308,6 +315,32 @@ func (m *Monitor) successorLocked(inc *incident) (string, int64) {
 		cands = append(cands, *st)
 	}
 	return chooseSuccessor(cands)
+}
+
+// parkedStatesLocked returns the state of each replica inc parked (nil for
+// one no longer in view).
+func (m *Monitor) parkedStatesLocked(inc *incident) []*router.NodeState {
+	out := make([]*router.NodeState, len(inc.Parked))
+	for i, a := range inc.Parked {
+		out[i] = m.replicas[a]
+	}
+	return out
+}
+
+// historyGone reports whether none of the nodes can still hold history
+// replid: each is reachable and on another history that does not continue
+// it (restarted empty). A node out of view or unreachable may still hold
+// it (paused, partitioned), so it keeps the answer false.
+func historyGone(replid string, nodes []*router.NodeState) bool {
+	if len(nodes) == 0 {
+		return false
+	}
+	for _, st := range nodes {
+		if st == nil || !st.Reachable || st.ReplID == "" || st.ReplID == replid || st.ReplID2 == replid {
+			return false
+		}
+	}
+	return true
 }
 
 // chooseSuccessor picks the most advanced node: highest offset, then
