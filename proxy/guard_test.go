@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -169,6 +170,72 @@ func waitGuardArmed(t *testing.T, srv *Server) {
 		}
 		return n == 2 && s.Master.PersistRDB == 0 && s.Master.PersistAOF == 0
 	})
+}
+
+// Every parked replica restarts (empty) while the master is down, then the
+// master restarts empty too: no node holds the old data any more, so there
+// is nothing to protect and the incident must end, not refuse writes for
+// good waiting for a replica to be seen parked on the old history (the
+// chaos test restarts nodes during incidents).
+func TestEmptyMasterGuardEveryReplicaRestarted(t *testing.T) {
+	t.Parallel()
+	// Diskless load: a replica keeps no dump.rdb of its sync, so it
+	// restarts empty, on a new history (with one, it would reload it and
+	// come back on the old history, holding data).
+	topo := redistest.Start(t, redistest.Options{Replicas: 2, ReplicaArgs: []string{"--repl-diskless-load", "swapdb"}})
+	srv := startProxy(t, Config{Master: topo.Master.Addr()})
+	loadKeys(t, topo, 1000)
+	waitGuardArmed(t, srv)
+	topo.Master.Kill()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		inc := srv.mon.Guard().Incident
+		parked := 0
+		if inc != nil {
+			for _, a := range inc.Actions {
+				if strings.Contains(a, " park ") && strings.HasSuffix(a, ": ok") {
+					parked++
+				}
+			}
+		}
+		if parked == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the guard did not park both replicas after the kill: %+v", inc)
+		}
+	}
+	for _, r := range topo.Replicas {
+		r.Restart()
+	}
+	// The proxy must see them restarted before the master answers again:
+	// judged on the states polled before the restarts, the guard promotes
+	// a replica it still believes parked on the old history.
+	old := srv.mon.Guard().Incident.ReplID
+	waitSnapshot(t, srv, "both replicas polled on a new history", func(s *router.Snapshot) bool {
+		n := 0
+		for _, r := range s.Replicas {
+			if r.Reachable && r.ReplID != "" && r.ReplID != old {
+				n++
+			}
+		}
+		return n == 2
+	})
+	topo.Master.Start()
+	ctx := context.Background()
+	c := client(t, srv.Addr(), &redis.Options{MaxRetries: -1})
+	var err error
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if err = c.Set(ctx, "after", "1", 0).Err(); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("no write accepted 20 s after every node restarted: %v; guard: %+v; topology: %s", err, srv.mon.Guard().Incident, describeSnap(srv.topo.Load()))
+	}
+	g := srv.mon.Guard()
+	if g.Active || g.Incident == nil || !strings.Contains(g.Incident.Outcome, "restarted") {
+		t.Fatalf("the incident did not end as nothing left to protect: active=%v %+v", g.Active, g.Incident)
+	}
 }
 
 // --empty-master-guard off: the wipe happens, which shows the test above
