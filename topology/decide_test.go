@@ -112,6 +112,38 @@ func TestHistoryGone(t *testing.T) {
 	}
 }
 
+func TestSuccessorCandidates(t *testing.T) {
+	parked := func(addr string, off int64) *router.NodeState {
+		return &router.NodeState{Addr: addr, Reachable: true, Role: "replica", ReplID: "old", Offset: off, Parked: true}
+	}
+	halfPromoted := &router.NodeState{Addr: "r1", Reachable: true, Role: "master", ReplID: "new", ReplID2: "old", SecondOffset: 901, Offset: 950}
+	for _, tc := range []struct {
+		name  string
+		nodes []*router.NodeState
+		best  string
+		ready bool
+	}{
+		{"the most advanced parked replica", []*router.NodeState{parked("r1", 900), parked("r2", 800)}, "r1", true},
+		{"equal offsets: the lowest address", []*router.NodeState{parked("r2", 900), parked("r1", 900)}, "r1", true},
+		{"one not seen parked yet", []*router.NodeState{parked("r1", 900), {Addr: "r2", Reachable: true, Role: "replica", ReplID: "old", Offset: 950}}, "", false},
+		{"a restarted one (new history) is passed over", []*router.NodeState{parked("r2", 800), {Addr: "r1", Reachable: true, Role: "replica", ReplID: "fresh"}}, "r2", true},
+		{"an unreachable one is passed over", []*router.NodeState{parked("r2", 800), {Addr: "r1", ReplID: "old", Offset: 900}}, "r2", true},
+		{"one Sentinel half promoted holds the data", []*router.NodeState{halfPromoted, parked("r2", 800)}, "r1", true},
+		{"a half promoted one behind a parked one", []*router.NodeState{halfPromoted, parked("r2", 1000)}, "r2", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cands, ready := successorCandidates("old", tc.nodes)
+			best := ""
+			if ready {
+				best, _ = chooseSuccessor(cands)
+			}
+			if best != tc.best || ready != tc.ready {
+				t.Fatalf("successor %q ready=%v; want %q ready=%v", best, ready, tc.best, tc.ready)
+			}
+		})
+	}
+}
+
 func TestParseSentinelEvent(t *testing.T) {
 	for _, tc := range []struct {
 		name, channel, payload string

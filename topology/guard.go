@@ -303,18 +303,40 @@ func (m *Monitor) guardMasterLocked(st *router.NodeState) {
 // replica has been polled parked, there is no choice yet (two proxies
 // choosing on offsets read at different moments promoted two masters).
 func (m *Monitor) successorLocked(inc *incident) (string, int64) {
-	var cands []router.NodeState
-	for _, a := range inc.Parked {
-		st := m.replicas[a]
-		if st == nil || !st.Reachable || st.ReplID != inc.ReplID {
+	cands, ready := successorCandidates(inc.ReplID, m.parkedStatesLocked(inc))
+	if !ready {
+		return "", 0
+	}
+	return chooseSuccessor(cands)
+}
+
+// successorCandidates are the nodes a successor may be chosen from: each
+// reachable parked replica still on history replid, and a node already
+// promoted from it (a Sentinel failover that got as far as REPLICAOF NO ONE
+// and no further: it holds the data, and passing it over for a less
+// advanced replica would make a second master), compared by its offset at
+// the split. ready is false while a replica on the history has not been
+// seen parked (its offset may still move).
+func successorCandidates(replid string, nodes []*router.NodeState) (cands []router.NodeState, ready bool) {
+	for _, st := range nodes {
+		if st == nil || !st.Reachable {
+			continue
+		}
+		if st.Role == "master" && st.ReplID2 == replid && st.SecondOffset > 0 {
+			c := *st
+			c.Offset = st.SecondOffset - 1
+			cands = append(cands, c)
+			continue
+		}
+		if st.ReplID != replid {
 			continue
 		}
 		if !st.Parked {
-			return "", 0 // not seen parked yet: its offset may still move
+			return nil, false
 		}
 		cands = append(cands, *st)
 	}
-	return chooseSuccessor(cands)
+	return cands, true
 }
 
 // parkedStatesLocked returns the state of each replica inc parked (nil for
