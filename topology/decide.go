@@ -311,7 +311,7 @@ func continuity(oldReplID string, n *router.NodeState) (continues bool, split in
 // old master's history up to the lower of the two splits: below both, the
 // offsets name the same writes on all three.
 func switchContinuity(oldID string, old *router.NodeState, n *router.NodeState) (bool, int64) {
-	if c, s := continuity(oldID, n); c || old == nil || oldID != old.ReplID {
+	if c, s := continuity(oldID, n); c || oldID != old.ReplID {
 		return c, s
 	}
 	if old.ReplID2 == "" || old.SecondOffset <= 0 {

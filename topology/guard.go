@@ -243,9 +243,7 @@ func (m *Monitor) guardMasterLocked(st *router.NodeState) {
 	inc := m.inc
 	if inc != nil && promotionStalled(inc.phase, inc.sentinelAsked, inc.askedAt, time.Now(), m.promoteWait()) {
 		m.log.Warn("EMPTY-MASTER GUARD: Sentinel's failover switched no master; judging again", "asked", inc.askedAt, "replica", inc.Promoted)
-		if len(inc.Actions) < 64 {
-			inc.Actions = append(inc.Actions, time.Now().Format("15:04:05.000")+" no master switch "+m.promoteWait().String()+" after SENTINEL FAILOVER: judging again")
-		}
+		inc.noteLocked(time.Now().Format("15:04:05.000") + " no master switch " + m.promoteWait().String() + " after SENTINEL FAILOVER: judging again")
 		inc.phase, inc.Promoted, inc.sentinelAsked, inc.askedAt = phaseParked, "", false, time.Time{}
 	}
 	if inc == nil || inc.phase != phaseParked || st.Loading || st.Role != "master" {
@@ -322,19 +320,21 @@ func successorCandidates(replid string, nodes []*router.NodeState) (cands []rout
 		if st == nil || !st.Reachable {
 			continue
 		}
-		if st.Role == "master" && st.ReplID2 == replid && st.SecondOffset > 0 {
-			c := *st
-			c.Offset = st.SecondOffset - 1
-			cands = append(cands, c)
-			continue
-		}
-		if st.ReplID != replid {
-			continue
-		}
-		if !st.Parked {
+		cont, split := continuity(replid, st)
+		switch {
+		case !cont:
+		case st.ReplID != replid:
+			// Promoted from the history (replid2): only a master counts.
+			if st.Role == "master" {
+				c := *st
+				c.Offset = split
+				cands = append(cands, c)
+			}
+		case !st.Parked:
 			return nil, false
+		default:
+			cands = append(cands, *st)
 		}
-		cands = append(cands, *st)
 	}
 	return cands, true
 }
@@ -536,10 +536,16 @@ func (m *Monitor) recordAction(inc *incident, kind, what string, err error) {
 		m.log.Info("EMPTY-MASTER GUARD: action", "action", kind, "what", what)
 	}
 	m.mu.Lock()
+	inc.noteLocked(line)
+	m.mu.Unlock()
+}
+
+// noteLocked appends one line to the incident's record (bounded); the
+// caller holds the Monitor's lock.
+func (inc *incident) noteLocked(line string) {
 	if len(inc.Actions) < 64 {
 		inc.Actions = append(inc.Actions, line)
 	}
-	m.mu.Unlock()
 }
 
 // act runs one command on a data node, on a connection kept for the guard
