@@ -53,7 +53,14 @@ func (s *Server) publish(snap *router.Snapshot) {
 func (s *Server) switched(sw router.Switch, gen uint64) {
 	s.log.Debug("switched hook", "to", sw.To, "gen", gen)
 	if s.link != nil {
-		s.link.SetMaster(sw.To)
+		if sw.Continues && sw.HeldID != "" {
+			// The new master holds the history only up to the split:
+			// the link forks there and continues (no full resync, no
+			// blind window), keeping the suffix whole for the replay.
+			s.link.SetMasterContinuing(sw.To, sw.HeldID, sw.SplitOffset)
+		} else {
+			s.link.SetMaster(sw.To)
+		}
 	}
 	s.startReplay()
 	if sw.From != "" {

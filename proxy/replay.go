@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -51,14 +52,79 @@ import (
 // partially: the loss is logged, counted (replproxy_failover_lost_bytes)
 // and shown in PROXY INFO.
 
+// Several replays at once (a double failover: Sentinel replaces the first
+// promoted replica before or just after its replay committed) run one at a
+// time, the newest switch's first. A newer switch's suffix is the newer
+// master's stream, and that stream holds any earlier replay the link
+// witnessed on it, marker included: once it is replayed, an earlier job
+// finds its marker and does nothing, or (when the earlier replay never
+// reached the link) runs onto a master now equivalent to the one it was
+// meant for. An earlier job run first would find no marker on the newest
+// master and replay writes the newer suffix then replays again.
+//
+// A replay is done only once the link has witnessed it (its EXEC is at or
+// below the link's offset on the master's history), as any acknowledged
+// write: one that committed on a master that died before its stream
+// reached the link or a replica exists nowhere else. Until then it is
+// held, and a switch runs it again onto the next master, where its marker
+// says whether it got there.
+
 // replayJob is a suffix waiting to be replayed onto a new master.
 type replayJob struct {
+	seq   uint64 // the switch's order: a higher one runs first
 	sw    router.Switch
 	start int64 // the suffix holds stream offsets (start, end]
 	end   int64
 	db    int
 	hist  replstream.History // the old history, read after the link moved on
+	// cut: the suffix was cut to whole transactions (end moved) already.
+	cut bool
+
+	// A committed replay, until the link witnessed it: the master's
+	// history and offset after its EXEC.
+	heldID    string
+	heldOff   int64
+	heldSince time.Time
 }
+
+// replayQueue orders the replays (see above). Its lock is taken under the
+// control plane's (beforeSwitch) and never the other way round.
+type replayQueue struct {
+	mu      sync.Mutex
+	seq     uint64
+	jobs    []*replayJob // to run onto the master of the moment
+	held    []*replayJob // committed, until the link witnessed them
+	running bool         // runReplays is on
+}
+
+// newerThan reports whether a job of a later switch is waiting. Under mu.
+func (q *replayQueue) newerThanLocked(seq uint64) bool {
+	for _, j := range q.jobs {
+		if j.seq > seq {
+			return true
+		}
+	}
+	return false
+}
+
+// popNewestLocked removes and returns the job of the latest switch. Under
+// mu, with jobs not empty.
+func (q *replayQueue) popNewestLocked() *replayJob {
+	k := 0
+	for i, j := range q.jobs {
+		if j.seq > q.jobs[k].seq {
+			k = i
+		}
+	}
+	job := q.jobs[k]
+	q.jobs = append(q.jobs[:k], q.jobs[k+1:]...)
+	return job
+}
+
+// maxHeld is how long a committed replay waits for the link to witness it
+// on a master that stays: past that, the master has had every chance to
+// pass it to its replicas.
+const maxHeld = 2 * time.Minute
 
 // replayStats are the replay counters and the last outcome.
 type replayStats struct {
@@ -72,16 +138,50 @@ func (r *replayStats) note(s string) { r.last.Store(&s) }
 
 // beforeSwitch takes the suffix the new master lacks (topology's
 // BeforeSwitch hook: under its lock, before the switch is published; it
-// must not block).
+// must not block), and queues it with the replays the new master may lack
+// (committed on the master replaced, not witnessed). Requests wait while
+// any is queued.
 func (s *Server) beforeSwitch(sw router.Switch) {
+	job := s.takeSuffix(sw)
+	q := &s.replayQ
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, j := range q.held {
+		if !sw.Continues {
+			// The new master starts a history of its own: what it
+			// lacks is everything, not this replay.
+			lost := j.end - j.start
+			s.replays.lostBytes.Add(lost)
+			msg := fmt.Sprintf("a replay committed on %s was not yet witnessed when the master switched to %s, which does not continue its history: %d bytes of it may be lost", s.mon.Master(), sw.To, lost)
+			s.log.Error("WRITES MAY BE LOST in the failover: " + msg)
+			s.replays.note(msg)
+			continue
+		}
+		j.heldID, j.heldOff = "", 0
+		q.jobs = append(q.jobs, j)
+	}
+	q.held = nil
+	if job != nil {
+		q.seq++
+		job.seq = q.seq
+		q.jobs = append(q.jobs, job)
+	}
+	if len(q.jobs) > 0 {
+		s.replaying.Store(true)
+	}
+}
+
+// takeSuffix returns the replay a switch needs, nil when none (the new
+// master holds everything the link saw, or the loss was logged).
+func (s *Server) takeSuffix(sw router.Switch) *replayJob {
 	if s.link == nil || !*s.cfg.Witness || !sw.Continues || sw.SplitOffset < 0 {
-		return
+		return nil
 	}
 	// The old master's history, even when the link has left it: after a
 	// master restarted empty the link full-resyncs from it before the
 	// empty-master guard promotes a replica, and the bytes to replay are
 	// in the history that resync replaced.
-	hist, ok := s.link.HistoryOf(sw.OldReplID)
+	hist, ok := s.link.HistoryOf(sw.OldReplID, sw.SplitOffset)
 	if !ok {
 		replid := "none"
 		if cur, ok := s.link.History(); ok {
@@ -90,11 +190,19 @@ func (s *Server) beforeSwitch(sw router.Switch) {
 		msg := fmt.Sprintf("the replication link was not on the old master's history (%s, not %s): writes after offset %d cannot be replayed", replid, sw.OldReplID, sw.SplitOffset)
 		s.log.Error("WRITES MAY BE LOST in the failover: " + msg)
 		s.replays.note(msg)
-		return
+		return nil
 	}
 	off := hist.Offset()
 	if off <= sw.SplitOffset {
-		return // the new master holds everything the link saw
+		return nil // the new master holds everything the link saw
+	}
+	if sw.Diverged {
+		lost := off - sw.SplitOffset
+		s.replays.lostBytes.Add(lost)
+		msg := fmt.Sprintf("%s holds more of the first master's history than %s did, so their writes after offset %d differ: %d bytes %s wrote after it are not replayed (some would run twice)", sw.To, sw.From, sw.SplitOffset, lost, sw.From)
+		s.log.Error("WRITES LOST in the failover: " + msg)
+		s.replays.note(msg)
+		return nil
 	}
 	start, db, ok := hist.ReplayStart(sw.SplitOffset)
 	if !ok {
@@ -103,29 +211,87 @@ func (s *Server) beforeSwitch(sw router.Switch) {
 		msg := fmt.Sprintf("the database in effect at offset %d is no longer known: %d bytes of the old master's writes are lost", sw.SplitOffset, lost)
 		s.log.Error("WRITES LOST in the failover: " + msg)
 		s.replays.note(msg)
-		return
+		return nil
 	}
 	// The copy of the bytes happens on the replay's goroutine, through
 	// the history handle: nothing slow under the control plane's lock.
-	s.replayPending.Store(&replayJob{sw: sw, start: start, end: off, db: db, hist: hist})
-	s.replaying.Store(true)
+	return &replayJob{sw: sw, start: start, end: off, db: db, hist: hist}
 }
 
-// startReplay runs a pending replay (from the Switched hook).
+// startReplay runs the queued replays (from the Switched hook).
 func (s *Server) startReplay() {
-	job := s.replayPending.Swap(nil)
-	if job == nil {
+	q := &s.replayQ
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.running || len(q.jobs) == 0 {
 		return
 	}
-	go func() {
-		defer s.endReplay()
-		s.replay(job)
-	}()
+	q.running = true
+	go s.runReplays()
+}
+
+// runReplays runs the queued replays, newest first, lets requests through
+// once none is left to run, and then waits for the link to witness the
+// committed ones.
+func (s *Server) runReplays() {
+	q := &s.replayQ
+	released := false
+	for {
+		q.mu.Lock()
+		if len(q.jobs) > 0 {
+			job := q.popNewestLocked()
+			released = false
+			q.mu.Unlock()
+			if s.replay(job) {
+				job.heldSince = time.Now()
+				q.mu.Lock()
+				q.held = append(q.held, job)
+				q.mu.Unlock()
+			}
+			continue
+		}
+		// Nothing left to run: requests go on (under mu, so a switch
+		// queueing a job now sets replaying after this).
+		s.replaying.Store(false)
+		s.dropWitnessedLocked()
+		idle := len(q.held) == 0
+		if idle {
+			q.running = false
+		}
+		q.mu.Unlock()
+		if !released {
+			s.endReplay()
+			released = true
+		}
+		if idle {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// dropWitnessedLocked forgets the held replays the link has witnessed
+// (or that waited maxHeld on a master that stayed). Under replayQ.mu.
+func (s *Server) dropWitnessedLocked() {
+	q := &s.replayQ
+	replid, off := s.link.Position()
+	kept := q.held[:0]
+	for _, j := range q.held {
+		switch {
+		case replid == j.heldID && off >= j.heldOff:
+			s.log.Debug("failover replay witnessed by the link", "replid", replid, "offset", j.heldOff)
+		case time.Since(j.heldSince) > maxHeld:
+			s.log.Warn("failover replay not witnessed by the link in time; no longer held", "replid", j.heldID, "offset", j.heldOff, "link_replid", replid, "link_offset", off)
+		default:
+			kept = append(kept, j)
+		}
+	}
+	clear(q.held[len(kept):])
+	q.held = kept
 }
 
 // endReplay lets requests through again and wakes the loops.
 func (s *Server) endReplay() {
-	s.replaying.Store(false)
 	for _, l := range *s.loopLst.Load() {
 		_ = l.el.Execute(context.Background(), l.switchTask)
 	}
@@ -137,7 +303,11 @@ func (s *Server) endReplay() {
 // whose marker tells whether an earlier attempt got in).
 const replayAttempts = 8
 
-func (s *Server) replay(job *replayJob) {
+// replay runs one job onto the master of the moment. held: it committed
+// there and waits for the link to witness it. A job whose attempt failed
+// while a later switch's job is waiting goes back to the queue, to run
+// after that one.
+func (s *Server) replay(job *replayJob) (held bool) {
 	suffix, ok := job.hist.Backlog(nil, job.start)
 	if !ok {
 		lost := job.end - job.sw.SplitOffset
@@ -145,21 +315,25 @@ func (s *Server) replay(job *replayJob) {
 		msg := fmt.Sprintf("the link's backlog no longer reaches offset %d: %d bytes of the old master's writes are lost (raise --replication-backlog)", job.start, lost)
 		s.log.Error("WRITES LOST in the failover: " + msg)
 		s.replays.note(msg)
-		return
+		return false
 	}
 	if int64(len(suffix)) > job.end-job.start {
 		suffix = suffix[:job.end-job.start] // what the link got after the switch is not the old master's
 	}
-	// A transaction the stream had only begun when the master died was
-	// never acknowledged (its EXEC's fence lies beyond): replaying part of
-	// it would break its atomicity. The replay ends before it.
-	cut, err := completeTransactions(suffix)
-	if err != nil {
-		s.replayFailed(job, err)
-		return
+	if !job.cut {
+		// A transaction the stream had only begun when the master died
+		// was never acknowledged (its EXEC's fence lies beyond):
+		// replaying part of it would break its atomicity. The replay
+		// ends before it.
+		cut, err := completeTransactions(suffix)
+		if err != nil {
+			s.replayFailed(job, err)
+			return false
+		}
+		job.end = job.start + int64(cut)
+		job.cut = true
 	}
-	suffix = suffix[:cut]
-	job.end = job.start + int64(cut)
+	suffix = suffix[:job.end-job.start]
 	// The marker is keyed by where the replay starts, the same for every
 	// proxy (the split and the stream decide it), and holds where it
 	// ended: proxies whose links got different amounts of the old
@@ -169,25 +343,38 @@ func (s *Server) replay(job *replayJob) {
 	marker := "__replproxy:replayed:" + job.sw.OldReplID + ":" + strconv.FormatInt(job.start, 10)
 	for attempt := 1; ; attempt++ {
 		target := s.mon.Master()
-		from, n, err := s.replayOnce(target, marker, job, suffix)
+		res, err := s.replayOnce(target, marker, job, suffix)
 		switch {
-		case err == nil && from < job.end:
+		case err == nil && res.from < job.end:
 			s.replays.replayed.Add(1)
-			s.replays.bytes.Add(job.end - from)
-			msg := fmt.Sprintf("replayed %d commands (%d bytes, offsets %d-%d of %s) onto %s", n, job.end-from, from, job.end, job.sw.OldReplID, target)
+			s.replays.bytes.Add(job.end - res.from)
+			msg := fmt.Sprintf("replayed %d commands (%d bytes, offsets %d-%d of %s) onto %s", res.n, job.end-res.from, res.from, job.end, job.sw.OldReplID, target)
 			s.log.Warn("FAILOVER REPLAY: " + msg)
 			s.replays.note(msg)
-			return
+			if res.replid == "" {
+				return false // nothing to wait for: the master did not say where it is
+			}
+			job.heldID, job.heldOff = res.replid, res.offset
+			return true
 		case err == nil:
 			s.replays.skipped.Add(1)
 			msg := "the suffix was already replayed (marker " + marker + " on " + target + " reaches offset " + strconv.FormatInt(job.end, 10) + " or beyond): nothing done"
 			s.log.Info("FAILOVER REPLAY: " + msg)
 			s.replays.note(msg)
-			return
+			return false
 		case attempt >= replayAttempts:
 			s.replayFailed(job, err)
-			return
+			return false
 		}
+		q := &s.replayQ
+		q.mu.Lock()
+		if q.newerThanLocked(job.seq) {
+			q.jobs = append(q.jobs, job)
+			q.mu.Unlock()
+			s.log.Warn("failover replay failed; a later switch's replay goes first", "master", target, "err", err)
+			return false
+		}
+		q.mu.Unlock()
 		s.log.Warn("failover replay failed; retrying", "attempt", attempt, "master", target, "err", err)
 		time.Sleep(time.Duration(attempt) * 50 * time.Millisecond)
 	}
@@ -201,23 +388,29 @@ func (s *Server) replayFailed(job *replayJob, err error) {
 	s.replays.note(msg)
 }
 
-// replayOnce checks the marker under WATCH and, when it is absent, runs
-// body (the kept commands, as the stream's own bytes) and SETs the marker
-// in one MULTI, then asks ROLE for the offset past it. done is false when
-// the marker was there. Everything goes on one plain connection, pipelined:
-// the suffix can be megabytes.
+// replayResult is what one replay attempt did.
+type replayResult struct {
+	from int64 // where it replayed from (job.end: nothing was left)
+	n    int   // how many commands
+	// The master's history and offset after the EXEC ("" when it did not
+	// say, or is no master).
+	replid string
+	offset int64
+}
+
 // replayOnce replays, in one transaction under WATCH of the marker, what
 // of suffix (the old stream from job.start to job.end) no proxy replayed
 // yet onto master: from the marker's end offset, or job.start without
-// one. It returns where it replayed from (job.end: nothing was left) and
-// how many commands.
-func (s *Server) replayOnce(master, marker string, job *replayJob, suffix []byte) (from int64, n int, err error) {
+// one; the marker is SET in the same transaction, and INFO replication
+// then says where the master's stream is past it. Everything goes on one
+// plain connection, pipelined: the suffix can be megabytes.
+func (s *Server) replayOnce(master, marker string, job *replayJob, suffix []byte) (res replayResult, err error) {
 	timeout := 10 * s.cfg.ConnectTimeout
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	conn, err := dialBackend(ctx, master, s.cfg.UpstreamUser, s.cfg.UpstreamPassword, 2, s.cfg.ConnectTimeout, s.cfg.UpstreamTLS)
 	if err != nil {
-		return 0, 0, err
+		return replayResult{}, err
 	}
 	defer conn.Close() // the transaction SELECTs: this connection is not reused
 	rd := &replyReader{conn: conn, sc: resp.NewReplyScanner(resp.DefaultLimits())}
@@ -225,53 +418,53 @@ func (s *Server) replayOnce(master, marker string, job *replayJob, suffix []byte
 	check := resp.AppendCommandStrings(nil, "WATCH", marker)
 	check = resp.AppendCommandStrings(check, "GET", marker)
 	if _, err := conn.Write(check); err != nil {
-		return 0, 0, err
+		return replayResult{}, err
 	}
 	if r, err := rd.next(); err != nil || r[0] == '-' {
-		return 0, 0, replyErr("WATCH", r, err)
+		return replayResult{}, replyErr("WATCH", r, err)
 	}
 	r, err := rd.next()
 	if err != nil || (r[0] != '$' && r[0] != '_') {
-		return 0, 0, replyErr("GET", r, err)
+		return replayResult{}, replyErr("GET", r, err)
 	}
-	from = job.start
+	from := job.start
 	db := job.db
 	if done, ok := markerEnd(r); ok {
 		if done >= job.end {
-			return job.end, 0, nil
+			return replayResult{from: job.end}, nil
 		}
 		// Another proxy's link had less of the stream: replay only what
 		// lies beyond. It ended at a whole transaction (above), so the
 		// database in effect there is what the link recorded.
 		start, d, ok := job.hist.ReplayStart(done)
 		if !ok || start != done || done < job.start {
-			return 0, 0, fmt.Errorf("replay: the marker ends at offset %d, where the stream is not at a command the link can start from", done)
+			return replayResult{}, fmt.Errorf("replay: the marker ends at offset %d, where the stream is not at a command the link can start from", done)
 		}
 		from, db = done, d
 	}
 	body, n, err := replayBody(suffix[from-job.start:], db)
 	if err != nil {
-		return 0, 0, err
+		return replayResult{}, err
 	}
 	tx := resp.AppendCommandStrings(nil, "MULTI")
 	tx = append(tx, body...)
 	tx = resp.AppendCommandStrings(tx, "SELECT", "0")
 	tx = resp.AppendCommandStrings(tx, "SET", marker, strconv.FormatInt(job.end, 10), "EX", "86400")
 	tx = resp.AppendCommandStrings(tx, "EXEC")
-	tx = resp.AppendCommandStrings(tx, "ROLE")
+	tx = resp.AppendCommandStrings(tx, "INFO", "replication")
 	if _, err := conn.Write(tx); err != nil {
-		return 0, 0, err
+		return replayResult{}, err
 	}
 	// +OK for MULTI, +QUEUED for each command (an error here means Redis
 	// refused to queue it, and EXEC aborts), then EXEC's array, then ROLE.
 	for i := 0; i < 1+n+2; i++ {
 		if _, err := rd.next(); err != nil {
-			return 0, 0, err
+			return replayResult{}, err
 		}
 	}
 	exec, err := rd.next()
 	if err != nil {
-		return 0, 0, err
+		return replayResult{}, err
 	}
 	switch {
 	case len(exec) >= 3 && exec[0] == '*' && exec[1] == '-':
@@ -279,17 +472,34 @@ func (s *Server) replayOnce(master, marker string, job *replayJob, suffix []byte
 		// check again.
 		return s.replayOnce(master, marker, job, suffix)
 	case exec[0] != '*':
-		return 0, 0, replyErr("EXEC", exec, nil)
+		return replayResult{}, replyErr("EXEC", exec, nil)
 	}
-	role, err := rd.next()
-	if off, isMaster, ok := roleOffset(role); err == nil && ok && isMaster {
+	res = replayResult{from: from, n: n}
+	info, err := rd.next()
+	if replid, off, ok := masterPosition(info); err == nil && ok {
 		// A replica counts as holding a replayed write only once it
 		// applied the whole transaction.
 		s.advanceFence(off)
+		res.replid, res.offset = replid, off
 	} else {
 		s.fenceLost()
 	}
-	return from, n, nil
+	return res, nil
+}
+
+// masterPosition reads master_replid and master_repl_offset from an INFO
+// replication reply of a master (ok false for a replica or an error).
+func masterPosition(reply []byte) (replid string, off int64, ok bool) {
+	if len(reply) == 0 || reply[0] != '$' {
+		return "", 0, false
+	}
+	info := string(reply)
+	if infoField(info, "role") != "master" {
+		return "", 0, false
+	}
+	off, err := strconv.ParseInt(infoField(info, "master_repl_offset"), 10, 64)
+	replid = infoField(info, "master_replid")
+	return replid, off, err == nil && replid != ""
 }
 
 // markerEnd reads the end offset a replay marker holds (GET's reply); ok

@@ -86,10 +86,10 @@ type Server struct {
 	switches   switchStats
 	// replaying: a failover's lost suffix is being replayed onto the new
 	// master; no request is dispatched until it is done (replay.go).
-	replaying     atomic.Bool
-	replayPending atomic.Pointer[replayJob]
-	replays       replayStats
-	backlogSizer  backlogSizer // OnTick's goroutine only (backlog.go)
+	replaying    atomic.Bool
+	replayQ      replayQueue
+	replays      replayStats
+	backlogSizer backlogSizer // OnTick's goroutine only (backlog.go)
 
 	// link is the proxy's own replication link (nil when disabled).
 	link *replstream.Link

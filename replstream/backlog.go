@@ -137,3 +137,46 @@ func (b *backlog) appendTo(dst []byte, from int64) ([]byte, bool) {
 	}
 	return dst, true
 }
+
+// fork returns a backlog holding this one's bytes up to offset split (as
+// far back as they are kept) and taking new bytes after split: the backlog
+// of a history that continues this one from there (Link.forkAt). Full
+// segments below the split never change, so they are shared; the segment
+// the split falls inside is copied up to the split, since the two
+// backlogs write different bytes after it. Link goroutine only (the
+// writer of both).
+func (b *backlog) fork(split int64) *backlog {
+	r := b.ring.Load()
+	n := int64(len(r.slots))
+	nb := &backlog{base: b.base, segBytes: b.segBytes, written: split}
+	nr := &ring{slots: make([]atomic.Pointer[segment], n)}
+	rel := split - b.base
+	if split < b.base || split > b.written {
+		return newBacklog(b.capacity(), split)
+	}
+	k, i := rel/b.segBytes, rel%b.segBytes
+	if i > 0 {
+		seg := r.slots[k%n].Load()
+		if seg == nil || seg.k != k {
+			// The bytes before the split are gone already: nothing to
+			// share.
+			return newBacklog(b.capacity(), split)
+		}
+		cp := &segment{k: k, buf: make([]byte, b.segBytes)}
+		copy(cp.buf, seg.buf[:i])
+		nr.slots[k%n].Store(cp)
+		nb.cur = cp
+	}
+	// The full segments before k, newest first, while the ring has them
+	// (and room: one slot stays for the segment being filled).
+	for j := k - 1; j >= 0 && j > k-n; j-- {
+		seg := r.slots[j%n].Load()
+		if seg == nil || seg.k != j {
+			break
+		}
+		nr.slots[j%n].Store(seg)
+	}
+	nb.ring.Store(nr)
+	nb.end.Store(split)
+	return nb
+}

@@ -6,10 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"os"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,12 +48,17 @@ type Link struct {
 
 	changes chan struct{}
 	running atomic.Bool
-	// prev is the history a full resync replaced: a failover's replay may
-	// still need its bytes (the empty-master guard promotes a replica of
-	// the old history after the link already resynced from the master
-	// that came back empty). One is kept: what came before it is older
-	// than any failover in progress.
-	prev atomic.Pointer[history]
+	// prevs are the histories the link left, newest first: one a full
+	// resync replaced (the empty-master guard promotes a replica of the
+	// old history after the link already resynced from the master that
+	// came back empty), or one it forked at a failover's split (the old
+	// history stays whole for the replay of the suffix beyond it). A few
+	// are kept: what came before them is older than any failover in
+	// progress. Replaced whole (copy on write); link goroutine writes.
+	prevs atomic.Pointer[[]*history]
+	// follow is what SetMasterContinuing asked for: the link forks its
+	// history at the split before it next dials that master.
+	follow atomic.Pointer[followAt]
 	// backlogWant is the backlog size SetBacklogBytes asked for (0: the
 	// configured one); the link goroutine applies it.
 	backlogWant atomic.Int64
@@ -76,17 +81,70 @@ type Link struct {
 type history struct {
 	replid string
 	// aliases are the replication IDs this history continues under
-	// another name (+CONTINUE with a new ID): the same offsets and bytes.
-	aliases []string
+	// another name (+CONTINUE with a new ID, a fork at a split): the same
+	// offsets and bytes, up to each alias's upTo.
+	aliases []alias
 	offset  atomic.Int64
 	times   *timeIndex
 	backlog *backlog
 	marks   *marks // transactions and SELECTs, for ReplayStart
 }
 
-func (h *history) known(replid string) bool {
-	return replid != "" && (h.replid == replid || slices.Contains(h.aliases, replid))
+// upTo is how far the history's bytes are those of alias replid (-1: not
+// at all).
+func (h *history) upTo(replid string) int64 {
+	for _, a := range h.aliases {
+		if a.replid == replid {
+			return a.upTo
+		}
+	}
+	return -1
 }
+
+// alias is another ID of a history: its offsets up to upTo are the
+// same bytes under both IDs; beyond upTo they are this history's own.
+type alias struct {
+	replid string
+	upTo   int64
+}
+
+// holds reports whether the history's bytes up to offset at are replid's.
+func (h *history) holds(replid string, at int64) bool {
+	if replid == "" {
+		return false
+	}
+	if h.replid == replid {
+		return true
+	}
+	for _, a := range h.aliases {
+		if a.replid == replid && at <= a.upTo {
+			return true
+		}
+	}
+	return false
+}
+
+// aliasesAt is every ID under which the history holds its bytes up to
+// at, with upTo clipped to at: the aliases of a history forked there.
+func (h *history) aliasesAt(at int64) []alias {
+	out := []alias{{h.replid, at}}
+	for _, a := range h.aliases {
+		if a.upTo >= at {
+			out = append(out, alias{a.replid, at})
+		}
+	}
+	return out
+}
+
+// followAt is a master to follow from a split of the link's history.
+type followAt struct {
+	addr   string
+	replid string // the ID under which the master holds the history
+	split  int64  // up to this offset
+}
+
+// maxPrevs bounds Link.prevs.
+const maxPrevs = 4
 
 // status is the slowly changing part of Stats, replaced whole on change.
 type status struct {
@@ -215,6 +273,30 @@ func (l *Link) Master() string { return *l.master.Load() }
 // <offset+1>, which a promoted replica that continues the history answers
 // +CONTINUE. Safe for concurrent use.
 func (l *Link) SetMaster(addr string) {
+	l.follow.Store(nil)
+	l.setMaster(addr)
+}
+
+// SetMasterContinuing is SetMaster for a master that holds the link's
+// history under replid only up to offset split (a promoted replica: its
+// master_replid2 and second_repl_offset-1), while the link may have read
+// further: the suffix the old master wrote after the split and the
+// promoted replica never got. PSYNC from the link's own offset would be
+// refused (+FULLRESYNC), leaving the link blind while the RDB transfers
+// (no write is witnessed then) and its new history starting wherever the
+// master was at that moment, so a later failover to a replica behind that
+// point finds nothing to replay. Instead the link forks its history at
+// the split: the new history shares the backlog below it and continues
+// with PSYNC <replid> <split+1>, which the master answers +CONTINUE; the
+// old history stays whole, readable through HistoryOf, for the replay of
+// the suffix. Nothing is forked when the link is not past the split, or
+// does not hold replid there. Safe for concurrent use.
+func (l *Link) SetMasterContinuing(addr, replid string, split int64) {
+	l.follow.Store(&followAt{addr: addr, replid: replid, split: split})
+	l.setMaster(addr)
+}
+
+func (l *Link) setMaster(addr string) {
 	if l.Master() == addr {
 		return
 	}
@@ -313,13 +395,20 @@ func (l *Link) Backlog(dst []byte, from int64) ([]byte, bool) {
 // stays readable through the handle after the link has moved on to another
 // history (a full resync from a new master), which is what a failover's
 // replay needs. Safe for concurrent use.
-type History struct{ h *history }
+//
+// A handle from HistoryOf may be limited: a history that holds the asked-for
+// ID only up to an offset (an alias) reports that offset as its Offset and
+// gives no bytes beyond it, which are another history's.
+type History struct {
+	h     *history
+	limit int64 // the handle's bytes end here at most
+}
 
 // History returns the current history (ok false before the first sync).
 // Cheap: no copy.
 func (l *Link) History() (History, bool) {
 	h := l.hist.Load()
-	return History{h}, h != nil
+	return History{h, math.MaxInt64}, h != nil
 }
 
 // SetBacklogBytes changes how many stream bytes the backlog keeps, from
@@ -349,16 +438,48 @@ func (l *Link) backlogSize() int {
 	return l.cfg.BacklogBytes
 }
 
-// HistoryOf returns the history the link knows under replid: the current
-// one (by its ID or one it continued, +CONTINUE with a new ID), or the one
-// the last full resync replaced. ok is false when neither is.
-func (l *Link) HistoryOf(replid string) (History, bool) {
-	for _, h := range []*history{l.hist.Load(), l.prev.Load()} {
-		if h != nil && h.known(replid) {
-			return History{h}, true
+// HistoryOf returns the link's bytes of the history named replid, from
+// offset at on: from the current history or one the link left (a full
+// resync replaced it, a failover forked it), whichever holds replid's
+// bytes furthest past at. The handle ends where replid's bytes end (an
+// alias's upTo). ok is false when no history holds replid at at.
+func (l *Link) HistoryOf(replid string, at int64) (History, bool) {
+	best := History{limit: -1}
+	consider := func(h *history) {
+		if h == nil || !h.holds(replid, at) {
+			return
+		}
+		reach := h.offset.Load()
+		if h.replid != replid {
+			reach = min(reach, h.upTo(replid))
+		}
+		if reach > best.limit {
+			best = History{h, reach}
 		}
 	}
-	return History{}, false
+	consider(l.hist.Load())
+	if p := l.prevs.Load(); p != nil {
+		for _, h := range *p {
+			consider(h)
+		}
+	}
+	if best.h == nil {
+		return History{}, false
+	}
+	if best.h.replid == replid {
+		best.limit = math.MaxInt64 // its own: it may still grow
+	}
+	return best, true
+}
+
+// pushPrev records a history the link left. Link goroutine only.
+func (l *Link) pushPrev(h *history) {
+	var old []*history
+	if p := l.prevs.Load(); p != nil {
+		old = *p
+	}
+	next := append([]*history{h}, old[:min(len(old), maxPrevs-1)]...)
+	l.prevs.Store(&next)
 }
 
 // ReplID is the history's replication ID.
@@ -369,12 +490,21 @@ func (h History) ReplayStart(from int64) (start int64, db int, ok bool) {
 	return h.h.marks.replayStart(from)
 }
 
-// Offset is how far the link got in this history.
-func (h History) Offset() int64 { return h.h.offset.Load() }
+// Offset is how far the link got in this history (or the handle's limit).
+func (h History) Offset() int64 { return min(h.h.offset.Load(), h.limit) }
 
-// Backlog is as Link.Backlog, on this history.
+// Backlog is as Link.Backlog, on this history, up to Offset.
 func (h History) Backlog(dst []byte, from int64) ([]byte, bool) {
-	return h.h.backlog.appendTo(dst, from)
+	end := h.Offset()
+	if from > end {
+		return dst, false
+	}
+	orig := len(dst)
+	dst, ok := h.h.backlog.appendTo(dst, from)
+	if ok && int64(len(dst)-orig) > end-from {
+		dst = dst[:orig+int(end-from)]
+	}
+	return dst, ok
 }
 
 // Changes returns a channel that receives (non-blocking send, capacity 1)
@@ -469,6 +599,9 @@ func (r *runner) session(ctx context.Context) (streamed bool, err error) {
 		r.addr, r.runID = addr, ""
 		r.log = l.cfg.Logger.With("master", addr)
 	}
+	if f := l.follow.Load(); f != nil && f.addr == addr && l.follow.CompareAndSwap(f, nil) {
+		r.forkAt(f.replid, f.split)
+	}
 	conn, err := l.dial(ctx, addr)
 	if err != nil {
 		return false, err
@@ -534,7 +667,7 @@ func (r *runner) continued(rep psyncReply) error {
 	if rep.replid != "" && rep.replid != h.replid {
 		// The master changed history (a failover, a REPLICAOF NO ONE)
 		// and knows ours up to our offset: offsets continue.
-		nh := &history{replid: rep.replid, aliases: append(slices.Clip(h.aliases), h.replid),
+		nh := &history{replid: rep.replid, aliases: h.aliasesAt(r.off),
 			times: h.times, backlog: h.backlog, marks: h.marks}
 		nh.offset.Store(r.off)
 		r.hist = nh
@@ -545,6 +678,56 @@ func (r *runner) continued(rep psyncReply) error {
 	}
 	r.log.Info("replstream: partial resync", "replid", h.replid, "offset", r.off)
 	return nil
+}
+
+// forkAt starts a history that holds replid's bytes up to split and
+// continues from there (SetMasterContinuing says why): forked from the
+// current history, or from one the link left (the empty-master guard
+// promotes a replica of the old history after the link resynced from the
+// master that came back empty). The history forked is kept whole among
+// the ones the link left, and so is the current one.
+func (r *runner) forkAt(replid string, split int64) {
+	l := r.l
+	h := r.hist
+	if split < 0 || h == nil {
+		return
+	}
+	if !h.holds(replid, split) {
+		h = nil
+		if p := l.prevs.Load(); p != nil {
+			for _, o := range *p {
+				if o.holds(replid, split) && split <= o.offset.Load() {
+					h = o
+					break
+				}
+			}
+		}
+		if h == nil {
+			return
+		}
+	} else if split >= r.off {
+		return // nothing read past the split: PSYNC from here continues
+	}
+	var aliases []alias
+	for _, a := range h.aliasesAt(split) {
+		if a.replid != replid {
+			aliases = append(aliases, a)
+		}
+	}
+	nh := &history{
+		replid:  replid,
+		aliases: aliases,
+		times:   h.times.fork(split, int64(time.Since(l.epoch))),
+		backlog: h.backlog.fork(split),
+		marks:   h.marks.fork(split),
+	}
+	nh.offset.Store(split)
+	l.pushPrev(r.hist) // the one forked, or the one left for it (h is among prevs then)
+	r.log.Warn("replstream: the new master holds the history only up to its split: following it from there; the suffix beyond stays readable for the replay",
+		"replid", replid, "split", split, "history_offset", h.offset.Load(), "suffix_bytes", h.offset.Load()-split)
+	r.hist, r.off = nh, split
+	l.hist.Store(nh)
+	l.notifyChange()
 }
 
 // fullResync skips the RDB that follows +FULLRESYNC and starts a new history
@@ -583,7 +766,7 @@ func (r *runner) fullResync(rep psyncReply) error {
 		marks:   &marks{},
 	}
 	if old := r.hist; old != nil {
-		l.prev.Store(old)
+		l.pushPrev(old)
 	}
 	// The lower bound of the window: the stream starts after this offset.
 	h.times.push(rep.offset, int64(time.Since(l.epoch)))

@@ -434,7 +434,7 @@ func TestMasterRestartResetsHistory(t *testing.T) {
 	// The replaced history stays reachable by its ID, bytes and marks
 	// included: what a replay after the empty-master guard's promotion
 	// reads.
-	old, ok := link.HistoryOf(oldID)
+	old, ok := link.HistoryOf(oldID, oldOff)
 	if !ok || old.ReplID() != oldID || old.Offset() != oldOff {
 		t.Fatalf("HistoryOf(old) = %v, %v", old, ok)
 	}
@@ -443,10 +443,10 @@ func TestMasterRestartResetsHistory(t *testing.T) {
 	if !ok || !okB || len(b) == 0 || !strings.Contains(string(b), "k999") {
 		t.Errorf("old history's backlog after %d (start %d, %v, %v): %q", oldOff-100, start, ok, okB, b)
 	}
-	if cur, ok := link.HistoryOf(newID); !ok || cur.ReplID() != newID {
+	if cur, ok := link.HistoryOf(newID, newOff); !ok || cur.ReplID() != newID {
 		t.Errorf("HistoryOf(new) = %v, %v", cur, ok)
 	}
-	if _, ok := link.HistoryOf("0000000000000000000000000000000000000000"); ok {
+	if _, ok := link.HistoryOf("0000000000000000000000000000000000000000", 0); ok {
 		t.Error("HistoryOf found a history the link never followed")
 	}
 	t.Logf("old history %s@%d, new %s@%d", oldID, oldOff, newID, newOff)
@@ -493,7 +493,7 @@ func TestContinueWithNewReplID(t *testing.T) {
 		t.Error("time index lost across +CONTINUE")
 	}
 	// The old ID names the same, continued history.
-	if h, ok := link.HistoryOf(oldID); !ok || h.ReplID() != newID {
+	if h, ok := link.HistoryOf(oldID, off); !ok || h.ReplID() != newID {
 		t.Errorf("HistoryOf(old ID) after +CONTINUE = %v, %v; want the current history", h, ok)
 	}
 }
@@ -502,12 +502,7 @@ func TestContinueWithNewReplID(t *testing.T) {
 // is the age of the first write it lacks.
 func TestLagMs(t *testing.T) {
 	t.Parallel()
-	ctx := ctxT(t)
-	topo := redistest.Start(t, redistest.Options{Replicas: 1})
-	r := topo.Replicas[0]
-	c := topo.Master.Client()
-	link, _ := startLink(t, topo.Master.Addr(), nil)
-	waitConnected(t, link)
+	ctx, topo, r, c, link := linkOnMasterWithReplica(t)
 	syncOff := link.Offset()
 	c.Set(ctx, "warm", 1, 0)
 	topo.WaitSynced(t, testTimeout)
@@ -648,4 +643,91 @@ func TestReadTimeout(t *testing.T) {
 	if st := link.Stats(); st.FullSyncs != 1 {
 		t.Errorf("stats %+v", st)
 	}
+}
+
+// TestForkAtSplit: the link has read further than a promoted replica
+// holds (its split). SetMasterContinuing forks the link's history there:
+// the promoted replica answers +CONTINUE (no full resync, so no blind
+// window), the link follows its new history from the split with the
+// shared bytes below it, and the old history stays whole for the replay
+// of the suffix the replica lacks.
+func TestForkAtSplit(t *testing.T) {
+	t.Parallel()
+	ctx, topo, r, c, link := linkOnMasterWithReplica(t)
+	for i := range 100 {
+		c.Set(ctx, fmt.Sprintf("k%d", i), i, 0)
+	}
+	topo.WaitSynced(t, testTimeout)
+	waitOffsetEqual(t, link, topo.Master)
+	oldID := link.ReplID()
+	// The replica is promoted; the master goes on writing, and the link
+	// reads what the replica never gets.
+	if err := r.Client().Do(ctx, "REPLICAOF", "NO", "ONE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	info := r.Info(t, "replication")
+	newID := info["master_replid"]
+	second, _ := strconv.ParseInt(info["second_repl_offset"], 10, 64)
+	split := second - 1
+	if info["master_replid2"] != oldID || split <= 0 {
+		t.Fatalf("promoted replica: %v", info)
+	}
+	for i := range 50 {
+		c.Set(ctx, fmt.Sprintf("suffix%d", i), i, 0)
+	}
+	oldOff := waitOffsetEqual(t, link, topo.Master)
+	if oldOff <= split {
+		t.Fatalf("the link (%d) is not past the split (%d): this test shows nothing", oldOff, split)
+	}
+	full := link.Stats().FullSyncs
+	link.SetMasterContinuing(r.Addr(), oldID, split)
+	waitFor(t, testTimeout, "+CONTINUE from the split", func() error {
+		if !link.Connected() || link.ReplID() != newID {
+			return fmt.Errorf("connected %v replid %s", link.Connected(), link.ReplID())
+		}
+		return nil
+	})
+	r.Client().Set(ctx, "on-new-master", 1, 0)
+	newOff := waitOffsetEqual(t, link, r)
+	if st := link.Stats(); st.FullSyncs != full || st.PartialSyncs != 1 {
+		t.Errorf("stats %+v: want no new full sync and 1 partial", st)
+	}
+	// The new history: the replica's own bytes after the split, and the
+	// old history's below it, shared.
+	cur, ok := link.HistoryOf(newID, split)
+	if !ok || cur.ReplID() != newID {
+		t.Fatalf("HistoryOf(new) = %v, %v", cur, ok)
+	}
+	b, ok := cur.Backlog(nil, split-40)
+	if !ok || !strings.Contains(string(b), "on-new-master") || strings.Contains(string(b), "suffix") {
+		t.Errorf("new history after %d: %v %q", split-40, ok, b)
+	}
+	if _, ok := link.TimeAt(newOff - 1); !ok {
+		t.Error("no time for the new history's bytes")
+	}
+	// The old ID below the split: the history holding it furthest, the
+	// old one, whole, with the suffix.
+	old, ok := link.HistoryOf(oldID, split)
+	if !ok || old.ReplID() != oldID || old.Offset() != oldOff {
+		t.Fatalf("HistoryOf(old, split) = %v (offset %d), %v; want the old history at %d", old.ReplID(), old.Offset(), ok, oldOff)
+	}
+	b, ok = old.Backlog(nil, split)
+	if !ok || !strings.Contains(string(b), "suffix49") || strings.Contains(string(b), "on-new-master") {
+		t.Errorf("old history after the split: %v %q", ok, b)
+	}
+	// The old ID past the split is only the old history's.
+	if h, ok := link.HistoryOf(oldID, split+1); !ok || h.Offset() != oldOff {
+		t.Errorf("HistoryOf(old, split+1) = %v, %v", h, ok)
+	}
+	t.Logf("split %d, link was at %d, now %d on %s", split, oldOff, newOff, newID)
+}
+
+// linkOnMasterWithReplica starts a master with one replica and a link
+// streaming from the master.
+func linkOnMasterWithReplica(t *testing.T) (context.Context, *redistest.Topology, *redistest.Node, *redis.Client, *Link) {
+	ctx := ctxT(t)
+	topo := redistest.Start(t, redistest.Options{Replicas: 1})
+	link, _ := startLink(t, topo.Master.Addr(), nil)
+	waitConnected(t, link)
+	return ctx, topo, topo.Replicas[0], topo.Master.Client(), link
 }

@@ -110,3 +110,26 @@ func (m *marks) replayStart(from int64) (int64, int, bool) {
 	}
 	return start, db, true
 }
+
+// fork returns the marks of a history that continues this one after
+// offset split (Link.forkAt): the transactions that ended by then and the
+// SELECTs before it. A transaction open at the split is dropped: the node
+// that continues from there discarded its queued part when it was
+// promoted, and its own stream after the split holds no EXEC for it.
+func (m *marks) fork(split int64) *marks {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.setup()
+	nm := &marks{init: true, openTx: -1, dbBefore: m.dbBefore}
+	for _, t := range m.txs {
+		if t.end <= split {
+			nm.txs = append(nm.txs, t)
+		}
+	}
+	for _, s := range m.selects {
+		if s.off < split {
+			nm.selects = append(nm.selects, s)
+		}
+	}
+	return nm
+}

@@ -50,3 +50,39 @@ func TestReplayStart(t *testing.T) {
 		})
 	}
 }
+
+// TestMarksFork: the marks of a history forked at a split keep what ended
+// before it, and forget a transaction open there (the node continuing
+// from the split discarded it, and its stream has no EXEC for it).
+func TestMarksFork(t *testing.T) {
+	var m marks
+	for _, c := range []struct {
+		a      []string
+		lo, hi int64
+	}{
+		{[]string{"SELECT", "0"}, 0, 10}, {[]string{"SET", "a", "1"}, 10, 20},
+		{[]string{"MULTI"}, 20, 30}, {[]string{"SET", "b", "1"}, 30, 40}, {[]string{"EXEC"}, 40, 50},
+		{[]string{"SELECT", "3"}, 50, 60}, {[]string{"MULTI"}, 60, 70}, {[]string{"SET", "e", "1"}, 70, 80},
+	} {
+		m.note(args(c.a...), c.lo, c.hi)
+	}
+	for _, tc := range []struct {
+		split, from, start int64
+		db                 int
+	}{
+		{split: 80, from: 75, start: 75, db: 3}, // the open transaction is gone
+		{split: 80, from: 35, start: 20, db: 0}, // the closed one is kept
+		{split: 35, from: 35, start: 35, db: 0}, // a transaction not closed by the split is gone
+		{split: 60, from: 60, start: 60, db: 3},
+	} {
+		f := m.fork(tc.split)
+		start, db, ok := f.replayStart(tc.from)
+		if !ok || start != tc.start || db != tc.db {
+			t.Errorf("fork at %d: replayStart(%d) = %d, db %d, %v; want %d, db %d", tc.split, tc.from, start, db, ok, tc.start, tc.db)
+		}
+	}
+	// The original is unchanged.
+	if start, _, _ := m.replayStart(75); start != 60 {
+		t.Errorf("the original's open transaction is gone: replayStart(75) = %d", start)
+	}
+}

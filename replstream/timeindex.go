@@ -115,3 +115,30 @@ func (x *timeIndex) stable(i uint64) bool {
 	keep := uint64(len(x.slots)) - 1
 	return h <= keep || i >= h-keep
 }
+
+// fork returns an index holding this one's samples up to offset split,
+// for a history that continues this one from there (Link.forkAt): the
+// split's own time is that of the first sample past it (the bytes up to
+// the split had all arrived then), or now when there is none. Link
+// goroutine only (the writer).
+func (x *timeIndex) fork(split, now int64) *timeIndex {
+	nx := newTimeIndex(len(x.slots) - 1)
+	h := x.head.Load()
+	size := uint64(len(x.slots))
+	lo := uint64(0)
+	if h > size-1 {
+		lo = h - (size - 1)
+	}
+	at := now
+	for i := lo; i < h; i++ {
+		s := &x.slots[i%size]
+		if e := s.end.Load(); e <= split {
+			nx.push(e, s.at.Load())
+		} else {
+			at = s.at.Load()
+			break
+		}
+	}
+	nx.push(split, at)
+	return nx
+}

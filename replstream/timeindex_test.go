@@ -293,3 +293,99 @@ func TestBacklogResize(t *testing.T) {
 	close(stop)
 	<-done
 }
+
+// TestBacklogFork: a fork at any split holds exactly the bytes up to it
+// that the original still keeps, takes its own bytes after it, and leaves
+// the original unchanged (full segments are shared, so a write into the
+// fork must never show through).
+func TestBacklogFork(t *testing.T) {
+	const base = 1000
+	rng := rand.New(rand.NewPCG(3, 4))
+	randBytes := func(n int, from byte) []byte {
+		p := make([]byte, n)
+		for i := range p {
+			p[i] = from + byte(rng.IntN(26))
+		}
+		return p
+	}
+	// Splits at a segment boundary (25-byte segments), inside one, at the
+	// end, at the base, and below what is kept.
+	for _, split := range []int64{base, base + 1, base + 25, base + 37, base + 250, base + 290, base + 299, base + 300} {
+		b := newBacklog(100, base)
+		orig := randBytes(300, 'a')
+		b.write(orig)
+		b.publish()
+		had := map[int64]bool{}
+		for from := int64(base); from <= split; from++ {
+			_, had[from] = b.appendTo(nil, from)
+		}
+		f := b.fork(split)
+		if f.end.Load() != split || f.written != split {
+			t.Fatalf("split %d: fork ends at %d (written %d)", split, f.end.Load(), f.written)
+		}
+		own := randBytes(60, 'A')
+		f.write(own)
+		f.publish()
+		b.write(randBytes(10, '0')) // the original goes on too
+		b.publish()
+		want := append(append([]byte(nil), orig[:split-base]...), own...)
+		fend := split + int64(len(own))
+		kept := 0
+		for from := int64(base); from <= fend; from++ {
+			got, ok := f.appendTo(nil, from)
+			if !ok {
+				// Lost only what the original no longer had, or what a
+				// fork's ring has no room for.
+				if (from >= split || had[from]) && fend-from <= 100-25 {
+					t.Fatalf("split %d: fork lost offset %d (end %d)", split, from, fend)
+				}
+				continue
+			}
+			kept++
+			if !bytes.Equal(got, want[from-base:]) {
+				t.Fatalf("split %d, from %d: fork %q, want %q", split, from, got, want[from-base:])
+			}
+		}
+		if kept == 0 {
+			t.Fatalf("split %d: the fork keeps nothing", split)
+		}
+		for from := int64(base + 300 - 100); from <= base+300; from++ {
+			got, ok := b.appendTo(nil, from)
+			if !ok || !bytes.Equal(got[:base+300-from], orig[from-base:]) {
+				t.Fatalf("split %d: the original changed at %d: %q, %v", split, from, got, ok)
+			}
+		}
+	}
+	// Below the base: an empty backlog starting at the split.
+	b := newBacklog(100, base)
+	b.write(randBytes(50, 'a'))
+	b.publish()
+	if f := b.fork(base - 10); f.base != base-10 || f.end.Load() != base-10 {
+		t.Fatalf("fork below the base: base %d end %d", f.base, f.end.Load())
+	}
+}
+
+func TestTimeIndexFork(t *testing.T) {
+	x := newTimeIndex(8)
+	for i := int64(1); i <= 6; i++ {
+		x.push(i*100, i*10) // bytes up to i*100 arrived at i*10
+	}
+	f := x.fork(250, 999)
+	// The split's bytes arrived with the sample past it (300 at 30).
+	for _, c := range []struct {
+		off, at int64
+		ok      bool
+	}{{100, 20, true}, {199, 20, true}, {200, 30, true}, {249, 30, true}, {250, 0, false}} {
+		at, ok := f.lookup(c.off)
+		if ok != c.ok || (ok && at != c.at) {
+			t.Errorf("fork lookup(%d) = %d, %v; want %d, %v", c.off, at, ok, c.at, c.ok)
+		}
+	}
+	f.push(400, 50)
+	if at, ok := f.lookup(300); !ok || at != 50 {
+		t.Errorf("after a push, lookup(300) = %d, %v; want 50", at, ok)
+	}
+	if at, ok := x.lookup(300); !ok || at != 40 {
+		t.Errorf("the original changed: lookup(300) = %d, %v; want 40", at, ok)
+	}
+}

@@ -309,19 +309,29 @@ func continuity(oldReplID string, n *router.NodeState) (continues bool, split in
 // node promoted after it that never replicated from it (a double failover:
 // the second replica still on the first master's history) continues the
 // old master's history up to the lower of the two splits: below both, the
-// offsets name the same writes on all three.
-func switchContinuity(oldID string, old *router.NodeState, n *router.NodeState) (bool, int64) {
+// offsets name the same writes on all three. held is the ID under which n
+// holds the history up to split (what the link's PSYNC must name: n knows
+// its own ID and its replid2, not the old master's). diverged: n holds
+// more of the first master's history than the old master did (its split
+// lies beyond the old one's), so past the old split the two hold
+// different writes: the old master's replay of the first master's suffix
+// and n's own copy of part of it; the old master's writes from there on
+// cannot be replayed onto n without running some twice.
+func switchContinuity(oldID string, old *router.NodeState, n *router.NodeState) (cont bool, split int64, held string, diverged bool) {
 	if c, s := continuity(oldID, n); c || oldID != old.ReplID {
-		return c, s
+		if !c {
+			return false, -1, "", false
+		}
+		return true, s, oldID, false
 	}
 	if old.ReplID2 == "" || old.SecondOffset <= 0 {
-		return false, -1
+		return false, -1, "", false
 	}
 	c, s := continuity(old.ReplID2, n)
 	if !c {
-		return false, -1
+		return false, -1, "", false
 	}
-	return true, min(s, old.SecondOffset-1)
+	return true, min(s, old.SecondOffset-1), old.ReplID2, s > old.SecondOffset-1
 }
 
 // sentinelEvent is one Sentinel Pub/Sub message about our master.

@@ -43,24 +43,32 @@ func TestSwitchContinuity(t *testing.T) {
 		node      router.NodeState
 		continues bool
 		split     int64
+		held      string
+		diverged  bool
 	}{
-		{"it replicated from the first promoted one", router.NodeState{ReplID: "c", ReplID2: "b", SecondOffset: 3001}, true, 3000},
-		{"still on the first master's history, behind the first split", router.NodeState{ReplID: "c", ReplID2: "a", SecondOffset: 801}, true, 800},
-		{"still on the first master's history, ahead of the first split", router.NodeState{ReplID: "c", ReplID2: "a", SecondOffset: 1201}, true, 1000},
-		{"not promoted yet, on the first master's history", router.NodeState{ReplID: "a", Offset: 900}, true, 900},
-		{"a fresh history", router.NodeState{ReplID: "d", ReplID2: "0000000000000000000000000000000000000000", SecondOffset: -1}, false, -1},
+		{"it replicated from the first promoted one", router.NodeState{ReplID: "c", ReplID2: "b", SecondOffset: 3001}, true, 3000, "b", false},
+		{"still on the first master's history, behind the first split", router.NodeState{ReplID: "c", ReplID2: "a", SecondOffset: 801}, true, 800, "a", false},
+		{"still on the first master's history, at the first split", router.NodeState{ReplID: "c", ReplID2: "a", SecondOffset: 1001}, true, 1000, "a", false},
+		{"still on the first master's history, ahead of the first split", router.NodeState{ReplID: "c", ReplID2: "a", SecondOffset: 1201}, true, 1000, "a", true},
+		{"not promoted yet, on the first master's history", router.NodeState{ReplID: "a", Offset: 900}, true, 900, "a", false},
+		{"a fresh history", router.NodeState{ReplID: "d", ReplID2: "0000000000000000000000000000000000000000", SecondOffset: -1}, false, -1, "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, s := switchContinuity(old.ReplID, &old, &tc.node)
-			if c != tc.continues || s != tc.split {
-				t.Fatalf("switchContinuity = %v, %d; want %v, %d", c, s, tc.continues, tc.split)
+			c, s, held, div := switchContinuity(old.ReplID, &old, &tc.node)
+			if c != tc.continues || s != tc.split || held != tc.held || div != tc.diverged {
+				t.Fatalf("switchContinuity = %v, %d, %q, diverged %v; want %v, %d, %q, %v", c, s, held, div, tc.continues, tc.split, tc.held, tc.diverged)
 			}
 		})
 	}
 	// The guard's case: the history in question is the incident's, not the
 	// old master's own, and its replid2 says nothing about it.
-	if c, s := switchContinuity("z", &old, &router.NodeState{ReplID: "c", ReplID2: "a", SecondOffset: 801}); c || s != -1 {
+	if c, s, _, _ := switchContinuity("z", &old, &router.NodeState{ReplID: "c", ReplID2: "a", SecondOffset: 801}); c || s != -1 {
 		t.Fatalf("switchContinuity with another history = %v, %d; want false, -1", c, s)
+	}
+	// The incident's history continued by the promoted replica: held under
+	// that ID.
+	if c, s, held, _ := switchContinuity("z", &old, &router.NodeState{ReplID: "c", ReplID2: "z", SecondOffset: 801}); !c || s != 800 || held != "z" {
+		t.Fatalf("switchContinuity of the incident's history = %v, %d, %q; want true, 800, z", c, s, held)
 	}
 }
 
