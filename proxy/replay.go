@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -132,9 +133,29 @@ type replayStats struct {
 	bytes                     atomic.Int64 // suffix bytes replayed
 	lostBytes                 atomic.Int64 // suffix bytes that could not be replayed
 	last                      atomic.Pointer[string]
+
+	mu     sync.Mutex
+	recent []string // the last maxReplayNotes outcomes, oldest first
 }
 
-func (r *replayStats) note(s string) { r.last.Store(&s) }
+const maxReplayNotes = 8
+
+func (r *replayStats) note(s string) {
+	r.last.Store(&s)
+	r.mu.Lock()
+	if len(r.recent) == maxReplayNotes {
+		r.recent = append(r.recent[:0], r.recent[1:]...)
+	}
+	r.recent = append(r.recent, s)
+	r.mu.Unlock()
+}
+
+// replayNotes returns the last replay outcomes, oldest first.
+func (s *Server) replayNotes() []string {
+	s.replays.mu.Lock()
+	defer s.replays.mu.Unlock()
+	return slices.Clone(s.replays.recent)
+}
 
 // beforeSwitch takes the suffix the new master lacks (topology's
 // BeforeSwitch hook: under its lock, before the switch is published; it

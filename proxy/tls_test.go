@@ -263,8 +263,16 @@ func TestUpstreamTLSSentinel(t *testing.T) {
 		r, err := sentinel.Client().Do(ctx, "SENTINEL", "REPLICAS", redistest.SentinelMasterName).Slice()
 		return err == nil && len(r) == 1
 	})
-	if err := sentinel.Client().Do(ctx, "SENTINEL", "FAILOVER", redistest.SentinelMasterName).Err(); err != nil {
-		t.Fatalf("SENTINEL FAILOVER: %v", err)
+	// Listed is not yet suitable: the Sentinel also needs a fresh INFO
+	// from the replica itself (NOGOODSLAVE until then).
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		err := sentinel.Client().Do(ctx, "SENTINEL", "FAILOVER", redistest.SentinelMasterName).Err()
+		if err == nil {
+			break
+		}
+		if !strings.Contains(err.Error(), "NOGOODSLAVE") || time.Now().After(deadline) {
+			t.Fatalf("SENTINEL FAILOVER: %v", err)
+		}
 	}
 	waitFor(t, "the proxy to follow the promoted replica", 30*time.Second, func() bool {
 		return srv.mon.Master() == replicaTLS

@@ -1,0 +1,159 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/replproxy/replproxy/router"
+)
+
+// A double failover keeps every acknowledged write (DESIGN.md "Failover
+// and data safety"): the master M dies with writes only the link holds;
+// Sentinel promotes R1, which gets them by replay, and takes more writes;
+// then R1 dies and Sentinel promotes R2. Every write a client saw
+// acknowledged must be on R2, once: each is an INCR of its own key, so a
+// lost one reads 0 and one run twice reads 2.
+//
+// Two ways R2 can stand:
+//   - it never followed R1 (paused from before the first writes until R1
+//     is dead): R2 continues M's history, behind R1's split, and what it
+//     lacks is M's writes past its own offset plus all R1 wrote. Before
+//     the link forked its history at the split, it full-resynced from R1
+//     and its history of R1 began where R1 was then, so the replay onto R2
+//     found nothing to start from: every write after R2's pause was lost;
+//   - it followed R1 until it was paused: R2 continues R1's history, and
+//     lacks R1's last writes.
+func TestDoubleFailoverKeepsAcknowledgedWrites(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name        string
+		followFirst bool
+	}{
+		{"second replica never followed the first", false},
+		{"second replica followed the first until paused", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			doubleFailover(t, tc.followFirst)
+		})
+	}
+}
+
+func doubleFailover(t *testing.T, followFirst bool) {
+	topo, sentinels := sentinelTopology(t)
+	srv := sentinelProxy(t, sentinels, Config{ReplicationBacklogBytes: 64 << 20})
+	ctx := context.Background()
+	// Requests wait for the replays: megabytes under -race.
+	c := client(t, srv.Addr(), &redis.Options{MaxRetries: -1, ReadTimeout: 30 * time.Second})
+	r1, r2 := topo.Replicas[0], topo.Replicas[1]
+	waitEligible(t, srv, 2)
+	// Sentinel prefers the lower replica-priority: R1 goes first.
+	if err := r2.Client().ConfigSet(ctx, "replica-priority", "200").Err(); err != nil {
+		t.Fatal(err)
+	}
+	var keys, fillers []string
+	incr := func(prefix string, n int) {
+		t.Helper()
+		for i := range n {
+			k := fmt.Sprintf("%s:%d", prefix, i)
+			if err := c.Incr(ctx, k).Err(); err != nil {
+				t.Fatalf("INCR %s: %v", k, err)
+			}
+			keys = append(keys, k)
+		}
+	}
+	if !followFirst {
+		r2.Pause()
+	}
+	incr("a", 200)
+	// 16 MB fill the kernel's buffers toward the paused replicas: the "b"
+	// writes stay in the master's, and die with it. Only the link has them.
+	r1.Pause()
+	if followFirst {
+		r2.Pause()
+	}
+	fill := func(prefix string) {
+		t.Helper()
+		filler := strings.Repeat("f", 1<<20)
+		for i := range 16 {
+			k := fmt.Sprintf("%s:%d", prefix, i)
+			if err := c.Set(ctx, k, filler, 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+			fillers = append(fillers, k)
+		}
+	}
+	fill("filler")
+	incr("b", 200)
+	topo.Master.Kill()
+	r1.Resume()
+	if followFirst {
+		r2.Resume()
+	}
+	waitSnapshotFor(t, srv, failoverTimeout, "the switch to R1", func(s *router.Snapshot) bool {
+		return s.Master.Addr == r1.Addr()
+	})
+	incr("c", 200) // on R1, after its replay
+	if followFirst {
+		// R2 follows R1 and has everything so far; then it stops.
+		waitFor(t, "R2 to follow R1 and catch up", failoverTimeout, func() bool {
+			ri := r2.Info(t, "replication")
+			off, _ := strconv.ParseInt(ri["slave_repl_offset"], 10, 64)
+			return ri["master_port"] == strconv.Itoa(r1.Port()) && ri["master_link_status"] == "up" && off >= infoOffset(t, r1)
+		})
+		r2.Pause()
+		fill("filler2") // as above: the "d" writes stay in R1's buffers
+		incr("d", 200)
+	}
+	r1.Kill()
+	r2.Resume()
+	waitSnapshotFor(t, srv, 2*failoverTimeout, "the switch to R2", func(s *router.Snapshot) bool {
+		return s.Master.Addr == r2.Addr()
+	})
+	incr("e", 50) // served again, after the replays
+	for _, m := range srv.replayNotes() {
+		t.Log(m)
+	}
+	got := r2.Client()
+	var lost, twice int
+	for _, k := range keys {
+		switch v, _ := got.Get(ctx, k).Int(); {
+		case v == 0:
+			lost++
+		case v > 1:
+			twice++
+		}
+	}
+	for _, k := range fillers {
+		if n, _ := got.StrLen(ctx, k).Result(); n != 1<<20 {
+			lost++
+		}
+	}
+	t.Logf("%d acknowledged writes: %d lost, %d run twice; %d replays, %d found done, lost bytes %d, %d switches",
+		len(keys), lost, twice, srv.replays.replayed.Load(), srv.replays.skipped.Load(), srv.replays.lostBytes.Load(), srv.topo.Load().MasterGen-1)
+	if lost > 0 || twice > 0 {
+		t.Fatalf("%d acknowledged writes lost and %d run twice on the second promoted replica", lost, twice)
+	}
+	if srv.replays.replayed.Load() == 0 {
+		t.Fatal("no replay ran: the promoted replicas had every write, and this test showed nothing")
+	}
+}
+
+// waitEligible waits until n replicas are eligible for reads.
+func waitEligible(t *testing.T, srv *Server, n int) {
+	t.Helper()
+	waitSnapshot(t, srv, fmt.Sprintf("%d replicas eligible", n), func(s *router.Snapshot) bool {
+		k := 0
+		for _, r := range s.Replicas {
+			if r.Eligible {
+				k++
+			}
+		}
+		return k == n
+	})
+}
