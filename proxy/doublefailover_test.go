@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"testing"
@@ -156,4 +157,42 @@ func waitEligible(t *testing.T, srv *Server, n int) {
 		}
 		return k == n
 	})
+}
+
+// The replay queue's decisions: the newest switch's job runs first, a
+// switch sends the committed but unwitnessed replays back to run onto
+// the new master (requests wait for them), and drops them, counted, when
+// the new master does not continue the history.
+func TestReplayQueueOrder(t *testing.T) {
+	q := &replayQueue{jobs: []*replayJob{{seq: 1}, {seq: 3}, {seq: 2}}}
+	if !q.newerThanLocked(2) || q.newerThanLocked(3) {
+		t.Fatal("newerThan")
+	}
+	for _, want := range []uint64{3, 2, 1} {
+		if got := q.popNewestLocked().seq; got != want {
+			t.Fatalf("popNewest = %d, want %d", got, want)
+		}
+	}
+	if len(q.jobs) != 0 {
+		t.Fatalf("%d jobs left", len(q.jobs))
+	}
+
+	srv := &Server{log: slog.New(slog.DiscardHandler)}
+	held := &replayJob{seq: 1, start: 100, end: 300, heldID: "b", heldOff: 900}
+	srv.replayQ.held = []*replayJob{held}
+	srv.beforeSwitch(router.Switch{From: "r1", To: "r2", Continues: true, SplitOffset: 50})
+	if len(srv.replayQ.jobs) != 1 || srv.replayQ.jobs[0] != held || len(srv.replayQ.held) != 0 || held.heldID != "" {
+		t.Fatalf("a held replay was not sent back to run onto the new master: jobs %v held %v", srv.replayQ.jobs, srv.replayQ.held)
+	}
+	if !srv.replaying.Load() {
+		t.Fatal("requests do not wait for the replay sent back")
+	}
+
+	srv = &Server{log: slog.New(slog.DiscardHandler)}
+	srv.replayQ.held = []*replayJob{{seq: 1, start: 100, end: 300, heldID: "b", heldOff: 900}}
+	srv.beforeSwitch(router.Switch{From: "r1", To: "r2", Continues: false, SplitOffset: -1})
+	if len(srv.replayQ.jobs) != 0 || len(srv.replayQ.held) != 0 || srv.replaying.Load() || srv.replays.lostBytes.Load() != 200 {
+		t.Fatalf("a switch to a new history: jobs %v held %v replaying %v lost %d; want it dropped and counted",
+			srv.replayQ.jobs, srv.replayQ.held, srv.replaying.Load(), srv.replays.lostBytes.Load())
+	}
 }

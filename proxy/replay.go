@@ -173,7 +173,7 @@ func (s *Server) beforeSwitch(sw router.Switch) {
 			// lacks is everything, not this replay.
 			lost := j.end - j.start
 			s.replays.lostBytes.Add(lost)
-			msg := fmt.Sprintf("a replay committed on %s was not yet witnessed when the master switched to %s, which does not continue its history: %d bytes of it may be lost", s.mon.Master(), sw.To, lost)
+			msg := fmt.Sprintf("a replay committed on %s was not yet witnessed when the master switched to %s, which does not continue its history: %d bytes of it may be lost", sw.From, sw.To, lost)
 			s.log.Error("WRITES MAY BE LOST in the failover: " + msg)
 			s.replays.note(msg)
 			continue
