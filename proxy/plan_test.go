@@ -27,6 +27,7 @@ func (f replicaFact) withRTT(d time.Duration) replicaFact {
 func (f replicaFact) demoted() replicaFact { f.usable, f.lagMs = false, -1; return f }
 
 // backoff: dialing it is in backoff and there is no connection to reuse.
+func (f replicaFact) inBatch() replicaFact { f.batched = true; return f }
 func (f replicaFact) backoff() replicaFact { f.dialBlocked, f.connected = true, false; return f }
 
 // ineligible is what gatherReplicas makes of a replica the snapshot rules out.
@@ -173,6 +174,10 @@ func TestPlanRead(t *testing.T) {
 		{name: "causal: a replica past the fence, reply fenced", mode: consistencyCausal, rs: fresh,
 			want: "r0 fenced settle", asks: "fence replicas"},
 		{name: "causal: least outstanding wins", mode: consistencyCausal, rs: []replicaFact{up(200).withBusy(3), up(200)},
+			want: "r1 fenced settle", asks: "fence replicas"},
+		{name: "causal: the replica written in this batch wins within the slack", mode: consistencyCausal, rs: []replicaFact{up(200).withBusy(batchSlack).inBatch(), up(200)},
+			want: "r0 fenced settle", asks: "fence replicas"},
+		{name: "causal: past the slack, least outstanding again", mode: consistencyCausal, rs: []replicaFact{up(200).withBusy(batchSlack + 1).inBatch(), up(200)},
 			want: "r1 fenced settle", asks: "fence replicas"},
 		{name: "causal: equal outstanding, lower RTT wins", mode: consistencyCausal,
 			rs:   []replicaFact{up(200).withRTT(2 * time.Millisecond), up(200).withRTT(time.Millisecond)},

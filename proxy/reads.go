@@ -147,7 +147,7 @@ func (l *loop) gatherReplicas(proto int, current, exclude *nodePool) ([]replicaF
 				f.usable, f.excluded = p.usable(st), p == exclude
 				f.offset, f.rtt = max(st.Offset, p.knownOffset), st.RTT
 				if b := p.shared[proto-2][0]; b != nil {
-					f.connected, f.outstanding = true, b.pend.len()
+					f.connected, f.outstanding, f.batched = true, b.pend.len(), len(b.out) > 0
 				}
 				if f.usable {
 					f.dialBlocked = p.mayDial() != ""
