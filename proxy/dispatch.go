@@ -60,6 +60,7 @@ func (s *session) route(cmd resp.Command, raw []byte, info router.Info) bool {
 		if info.Local == router.LocalNone && info.Flags&router.FlagNoscript == 0 && s.isEval(args) {
 			s.srv.scripts.Add(args[1])
 		}
+		s.next.script = isScriptCall(info.Name)
 		return s.sendRead(cmd, raw)
 	case router.ClassWrite:
 		if info.Local == router.LocalScriptLoad && len(args) == 3 {
@@ -171,6 +172,15 @@ func isWrite(info router.Info) bool {
 		return true
 	}
 	return info.Flags.Has(router.FlagWrite)
+}
+
+// isScriptCall reports the commands that run a script or a function.
+func isScriptCall(name string) bool {
+	switch name {
+	case "eval", "eval_ro", "evalsha", "evalsha_ro", "fcall", "fcall_ro":
+		return true
+	}
+	return false
 }
 
 // isEval reports an EVAL or EVAL_RO call: its body is cached when it is a

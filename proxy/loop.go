@@ -398,6 +398,11 @@ func (l *loop) flush() {
 // smaller threshold would spend a write syscall on every few requests.
 const eagerFlushBytes = 4 << 10
 
+// scriptHangTimeout is how long a replica running a read-only script (one
+// at the head of its connection) may stay silent before it is judged hung
+// like any other (see sweep).
+const scriptHangTimeout = 30 * time.Second
+
 // sweep enforces idle timeouts and replica read timeouts, and during
 // shutdown closes clients that have nothing left in flight.
 func (l *loop) sweep(now time.Time) {
@@ -420,11 +425,27 @@ func (l *loop) sweep(now time.Time) {
 	l.checkParked()
 	// A replica that stopped answering (paused, partitioned, hung) would
 	// hold its reads forever: past the read timeout its connection is
-	// dropped and the reads it held are re-sent elsewhere.
+	// dropped and the reads it held are re-sent elsewhere. But for a
+	// read-only script at the head of the connection: the replica is most
+	// likely running it, as long as it takes, as Redis would for a client
+	// of its own; sent elsewhere it would run again there, and again on
+	// the master, each node busy in turn. So the replica only gets no new
+	// reads meanwhile (demoted; the monitor's polls find it busy too), and
+	// the script and the reads behind it wait for its answer, up to
+	// scriptHangTimeout.
 	for _, p := range l.replicas {
 		for _, conns := range p.shared {
 			for _, b := range conns {
-				if b != nil && b.state == stateOpen && b.pend.len() > 0 && now.Sub(b.lastProgress) > l.srv.cfg.ReadTimeout {
+				if b == nil || b.state != stateOpen || b.pend.len() == 0 {
+					continue
+				}
+				switch stalled := now.Sub(b.lastProgress); {
+				case stalled <= l.srv.cfg.ReadTimeout:
+				case b.pend.peek().script && stalled <= scriptHangTimeout:
+					if p.demotedAt.Before(b.lastProgress) {
+						l.demote(p, "running a read-only script")
+					}
+				default:
 					l.demote(p, "read timeout")
 					b.timedOut = true
 					b.close()

@@ -96,6 +96,9 @@ type pending struct {
 	// exec: an EXEC whose array holds slots of proxy-answered commands
 	// (multi.go).
 	exec bool
+	// script: a read-only script or function call, which may run on its
+	// replica as long as it likes (loop.sweep: scriptHangTimeout).
+	script bool
 }
 
 // replySlot holds a reply that completed before an earlier one of the same

@@ -369,3 +369,58 @@ func TestLoadingRepliesAreRetried(t *testing.T) {
 		t.Fatalf("no read met LOADING: the test did not exercise the retry")
 	}
 }
+
+// A read-only script that runs past --read-timeout on its replica runs
+// once, as on Redis, and its reply comes from that replica: before, the
+// replica was judged hung, and the script was sent to the other replica
+// and then to the master, running on each in turn. Meanwhile other reads
+// are served by the other replica.
+func TestSlowReadOnlyScriptRunsOnce(t *testing.T) {
+	topo, srv := splitTopology(t, Config{ReadTimeout: 300 * time.Millisecond})
+	ctx := context.Background()
+	topo.Master.Client().Set(ctx, "pk", "val", 0)
+	topo.WaitSynced(t, 5*time.Second)
+	nodes := append([]*redistest.Node{topo.Master}, topo.Replicas...)
+	for _, n := range nodes {
+		if err := n.Client().ConfigResetStat(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Busy for 1.5 s: five read timeouts.
+	const busy = `local s = redis.call('TIME'); local t0 = s[1]*1000000 + s[2]
+while true do local n = redis.call('TIME'); if n[1]*1000000 + n[2] - t0 > tonumber(ARGV[1]) then break end end
+return 'done'`
+	c := client(t, srv.Addr(), &redis.Options{PoolSize: 1, ReadTimeout: 10 * time.Second, MaxRetries: -1})
+	other := client(t, srv.Addr(), &redis.Options{PoolSize: 1, ReadTimeout: 10 * time.Second, MaxRetries: -1})
+	errc := make(chan error, 1)
+	go func() {
+		time.Sleep(500 * time.Millisecond) // while the script runs
+		for range 20 {
+			if v, err := other.Get(ctx, "pk").Result(); err != nil || v != "val" {
+				errc <- fmt.Errorf("GET while the script runs = %q, %v", v, err)
+				return
+			}
+		}
+		errc <- nil
+	}()
+	start := time.Now()
+	v, err := c.Do(ctx, "EVAL_RO", busy, 0, 1500000).Text()
+	took := time.Since(start)
+	if err != nil || v != "done" {
+		t.Fatalf("EVAL_RO = %q, %v", v, err)
+	}
+	if err := <-errc; err != nil {
+		t.Error(err)
+	}
+	var runs int64
+	var where []string
+	for _, n := range nodes {
+		k := cmdCalls(t, n, "eval_ro")
+		runs += k
+		where = append(where, fmt.Sprintf("%s: %d", n, k))
+	}
+	t.Logf("EVAL_RO took %v; runs: %s", took, strings.Join(where, ", "))
+	if runs != 1 || cmdCalls(t, topo.Master, "eval_ro") != 0 {
+		t.Fatalf("the script ran %d times (%s); want once, on a replica", runs, strings.Join(where, ", "))
+	}
+}
