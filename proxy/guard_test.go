@@ -187,23 +187,7 @@ func TestEmptyMasterGuardEveryReplicaRestarted(t *testing.T) {
 	loadKeys(t, topo, 1000)
 	waitGuardArmed(t, srv)
 	topo.Master.Kill()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		inc := srv.mon.Guard().Incident
-		parked := 0
-		if inc != nil {
-			for _, a := range inc.Actions {
-				if strings.Contains(a, " park ") && strings.HasSuffix(a, ": ok") {
-					parked++
-				}
-			}
-		}
-		if parked == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the guard did not park both replicas after the kill: %+v", inc)
-		}
-	}
+	waitParks(t, srv, 2)
 	for _, r := range topo.Replicas {
 		r.Restart()
 	}
@@ -221,21 +205,87 @@ func TestEmptyMasterGuardEveryReplicaRestarted(t *testing.T) {
 		return n == 2
 	})
 	topo.Master.Start()
-	ctx := context.Background()
-	c := client(t, srv.Addr(), &redis.Options{MaxRetries: -1})
-	var err error
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if err = c.Set(ctx, "after", "1", 0).Err(); err == nil {
-			break
-		}
-	}
-	if err != nil {
+	if err := writeAccepted(srv, 20*time.Second); err != nil {
 		t.Fatalf("no write accepted 20 s after every node restarted: %v; guard: %+v; topology: %s", err, srv.mon.Guard().Incident, describeSnap(srv.topo.Load()))
 	}
 	g := srv.mon.Guard()
 	if g.Active || g.Incident == nil || !strings.Contains(g.Incident.Outcome, "restarted") {
 		t.Fatalf("the incident did not end as nothing left to protect: active=%v %+v", g.Active, g.Incident)
 	}
+}
+
+// writeAccepted retries a write through srv until one is accepted or d
+// has passed, and returns the last error.
+func writeAccepted(srv *Server, d time.Duration) error {
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
+	defer c.Close()
+	var err error
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if err = c.Set(context.Background(), "after", "1", 0).Err(); err == nil {
+			return nil
+		}
+	}
+	return err
+}
+
+// waitParks waits until the guard's incident records n parks that
+// succeeded.
+func waitParks(t *testing.T, srv *Server, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		inc := srv.mon.Guard().Incident
+		parked := 0
+		if inc != nil {
+			for _, a := range inc.Actions {
+				if strings.Contains(a, " park ") && strings.HasSuffix(a, ": ok") {
+					parked++
+				}
+			}
+		}
+		if parked >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the guard did not park %d times: %+v", n, inc)
+		}
+	}
+}
+
+// A parked replica restarted while the master is down reloads its own
+// RDB, comes back on the old history with its data, and its configuration
+// points it at the master again, where it would resync from the node
+// about to come back empty. The guard parks it again; then the master
+// restarts empty and the data survives on the new master.
+func TestEmptyMasterGuardReparksRestartedReplica(t *testing.T) {
+	t.Parallel()
+	topo := redistest.Start(t, redistest.Options{Replicas: 2})
+	srv := startProxy(t, Config{Master: topo.Master.Addr()})
+	loadKeys(t, topo, 1000)
+	waitGuardArmed(t, srv)
+	ctx := context.Background()
+	r := topo.Replicas[0]
+	if err := r.Client().Save(ctx).Err(); err != nil { // its data and history, on disk
+		t.Fatal(err)
+	}
+	topo.Master.Kill()
+	waitParks(t, srv, 2)
+	old := srv.mon.Guard().Incident.ReplID
+	r.Restart()
+	waitFor(t, "the restarted replica parked again", 10*time.Second, func() bool {
+		info, err := r.Client().Info(ctx, "replication").Result()
+		return err == nil && infoField(info, "master_port") == "1" && infoField(info, "master_replid") == old
+	})
+	if n, _ := r.Client().DBSize(ctx).Result(); n < 1000 {
+		t.Fatalf("the restarted replica holds %d keys; its RDB had 1000", n)
+	}
+	topo.Master.Start()
+	if err := writeAccepted(srv, 20*time.Second); err != nil {
+		t.Fatalf("no write accepted 20 s after the master restarted: %v; guard: %+v", err, srv.mon.Guard().Incident)
+	}
+	if n, err := nodeByAddr(topo, srv.mon.Master()).Client().DBSize(ctx).Result(); err != nil || n < 1000 {
+		t.Fatalf("the new master %s holds %d keys (%v); want the 1000 kept", srv.mon.Master(), n, err)
+	}
+	t.Logf("guard: %+v", srv.mon.Guard().Incident)
 }
 
 // --empty-master-guard off: the wipe happens, which shows the test above

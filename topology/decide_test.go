@@ -411,3 +411,33 @@ func TestStaleReplicas(t *testing.T) {
 		})
 	}
 }
+
+func TestNeedsRepark(t *testing.T) {
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	back := router.NodeState{Reachable: true, Role: "replica", ReplID: "old", Offset: 900}
+	with := func(f func(*router.NodeState)) *router.NodeState { st := back; f(&st); return &st }
+	for _, tc := range []struct {
+		name  string
+		phase guardPhase
+		ours  bool
+		st    *router.NodeState
+		last  time.Time
+		want  bool
+	}{
+		{"restarted from its RDB, pointed at the master again", phaseParked, true, &back, time.Time{}, true},
+		{"still parked", phaseParked, true, with(func(s *router.NodeState) { s.Parked = true }), time.Time{}, false},
+		{"restarted empty: a new history, nothing to keep", phaseParked, true, with(func(s *router.NodeState) { s.ReplID = "fresh" }), time.Time{}, false},
+		{"loading its RDB: not judged yet", phaseParked, true, with(func(s *router.NodeState) { s.Loading = true }), time.Time{}, false},
+		{"not one the incident parked", phaseParked, false, &back, time.Time{}, false},
+		{"unreachable", phaseParked, true, with(func(s *router.NodeState) { s.Reachable = false }), time.Time{}, false},
+		{"promoting: the guard repoints replicas itself", phasePromoting, true, &back, time.Time{}, false},
+		{"parked again within the second", phaseParked, true, &back, now.Add(-500 * time.Millisecond), false},
+		{"parked again a second ago", phaseParked, true, &back, now.Add(-time.Second), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := needsRepark(tc.phase, tc.ours, tc.st, tc.last, now, "old"); got != tc.want {
+				t.Fatalf("needsRepark = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -76,6 +76,8 @@ type incident struct {
 	// Sentinel for the failover, at askedAt.
 	sentinelAsked bool
 	askedAt       time.Time
+	// reparked: when each replica was last parked again (guardReplicaLocked).
+	reparked map[string]time.Time
 }
 
 // promotionStalled: Sentinel accepted the guard's SENTINEL FAILOVER at
@@ -231,6 +233,37 @@ func (m *Monitor) masterLostLocked(why string, old *router.NodeState) {
 	m.troubleLocked(now)
 	m.holdLocked(now, "the empty-master guard is acting")
 	m.publishLocked()
+}
+
+// guardReplicaLocked parks again a replica of the incident that a poll
+// finds back on the old history and no longer parked (needsRepark).
+func (m *Monitor) guardReplicaLocked(st *router.NodeState, now time.Time) {
+	inc := m.inc
+	if inc == nil || !needsRepark(inc.phase, inc.parked[st.Addr], st, inc.reparked[st.Addr], now, inc.ReplID) {
+		return
+	}
+	if inc.reparked == nil {
+		inc.reparked = make(map[string]time.Time)
+	}
+	inc.reparked[st.Addr] = now
+	m.log.Warn("EMPTY-MASTER GUARD: a parked replica is back on the old history but no longer parked (restarted from its own data, with its configured master); parking it again",
+		"replica", st.Addr, "offset", st.Offset)
+	host, port, _ := net.SplitHostPort(m.cfg.ParkAddr)
+	m.actLocked(inc, st.Addr, "park", "REPLICAOF", host, port)
+}
+
+// needsRepark: while the guard waits for the master's history to be
+// known, a replica it parked answers as a replica of the old history
+// (replid) that is not parked: it restarted from its own RDB and its
+// configuration points it at the master again, where it would resync
+// from the node that came back empty and drop that data. Parked again it
+// keeps it, for the successor choice (which waits for every replica on
+// the old history to be seen parked). REPLICAOF cancels a resync under
+// way and the temporary RDB with it. At most once a second per replica:
+// polls come faster than a REPLICAOF shows.
+func needsRepark(phase guardPhase, ours bool, st *router.NodeState, last, now time.Time, replid string) bool {
+	return phase == phaseParked && ours && st.Reachable && st.Role == "replica" && !st.Parked &&
+		!st.Loading && st.ReplID == replid && now.Sub(last) >= time.Second
 }
 
 func (m *Monitor) parkedAt(addr string) bool {

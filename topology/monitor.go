@@ -518,6 +518,7 @@ func (m *Monitor) updateReplicaLocked(st *router.NodeState, f map[string]string,
 	m.parents[st.Addr] = resolveParent(parent, m.knownAddrsLocked(), sameHostPort)
 	st.Parked = parent != "" && sameHostPort(parent, m.cfg.ParkAddr)
 	st.Reason = ""
+	m.guardReplicaLocked(st, start)
 	if m.cfg.DiscoverReplicas && st.Role == "replica" {
 		// A replica's own replicas (master -> R1 -> R2). Only below nodes
 		// that answer as replicas: a node we took for a replica that runs
