@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/replproxy/replproxy/resp"
 	"github.com/replproxy/replproxy/router"
 )
 
@@ -32,20 +33,36 @@ import (
 func TestDoubleFailoverKeepsAcknowledgedWrites(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		name        string
-		followFirst bool
+		name string
+		mode secondReplica
 	}{
-		{"second replica never followed the first", false},
-		{"second replica followed the first until paused", true},
+		{"second replica never followed the first", neverFollowed},
+		{"second replica followed the first until paused", followedFirst},
+		{"second replica ahead of the first on the first master's history", aheadOfFirst},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			doubleFailover(t, tc.followFirst)
+			doubleFailover(t, tc.mode)
 		})
 	}
 }
 
-func doubleFailover(t *testing.T, followFirst bool) {
+// secondReplica is where R2 stands when it is promoted.
+type secondReplica int
+
+const (
+	// neverFollowed: paused from before the first writes until R1 is dead.
+	neverFollowed secondReplica = iota
+	// followedFirst: followed R1 until paused before R1's last writes.
+	followedFirst
+	// aheadOfFirst: had more of M's stream than R1 when R1 was promoted
+	// (paused after R1), and never followed R1: a diverged switch. What
+	// it lacks is M's suffix past its own offset and R1's writes after
+	// R1's replay, which ran part of what R2 has already.
+	aheadOfFirst
+)
+
+func doubleFailover(t *testing.T, mode secondReplica) {
 	topo, sentinels := sentinelTopology(t)
 	srv := sentinelProxy(t, sentinels, Config{ReplicationBacklogBytes: 64 << 20})
 	ctx := context.Background()
@@ -68,16 +85,12 @@ func doubleFailover(t *testing.T, followFirst bool) {
 			keys = append(keys, k)
 		}
 	}
-	if !followFirst {
+	if mode == neverFollowed {
 		r2.Pause()
 	}
 	incr("a", 200)
-	// 16 MB fill the kernel's buffers toward the paused replicas: the "b"
-	// writes stay in the master's, and die with it. Only the link has them.
-	r1.Pause()
-	if followFirst {
-		r2.Pause()
-	}
+	// 16 MB fill the kernel's buffers toward a paused replica: what
+	// follows stays in the master's, and dies with it.
 	fill := func(prefix string) {
 		t.Helper()
 		filler := strings.Repeat("f", 1<<20)
@@ -89,18 +102,37 @@ func doubleFailover(t *testing.T, followFirst bool) {
 			fillers = append(fillers, k)
 		}
 	}
-	fill("filler")
-	incr("b", 200)
+	r1.Pause()
+	switch mode {
+	case followedFirst:
+		r2.Pause()
+	case aheadOfFirst:
+		// R2 gets the "b" writes R1 does not; then it stops too, and
+		// the "x" writes are the link's alone.
+		fill("filler")
+		incr("b", 200)
+		waitFor(t, "R2 to get the b writes", failoverTimeout, func() bool {
+			off, _ := strconv.ParseInt(r2.Info(t, "replication")["slave_repl_offset"], 10, 64)
+			return off >= infoOffset(t, topo.Master)
+		})
+		r2.Pause()
+		fill("filler2")
+		incr("x", 200)
+	}
+	if mode != aheadOfFirst {
+		fill("filler")
+		incr("b", 200) // the link's alone
+	}
 	topo.Master.Kill()
 	r1.Resume()
-	if followFirst {
+	if mode == followedFirst {
 		r2.Resume()
 	}
 	waitSnapshotFor(t, srv, failoverTimeout, "the switch to R1", func(s *router.Snapshot) bool {
 		return s.Master.Addr == r1.Addr()
 	})
 	incr("c", 200) // on R1, after its replay
-	if followFirst {
+	if mode == followedFirst {
 		// R2 follows R1 and has everything so far; then it stops.
 		waitFor(t, "R2 to follow R1 and catch up", failoverTimeout, func() bool {
 			ri := r2.Info(t, "replication")
@@ -194,5 +226,40 @@ func TestReplayQueueOrder(t *testing.T) {
 	if len(srv.replayQ.jobs) != 0 || len(srv.replayQ.held) != 0 || srv.replaying.Load() || srv.replays.lostBytes.Load() != 200 {
 		t.Fatalf("a switch to a new history: jobs %v held %v replaying %v lost %d; want it dropped and counted",
 			srv.replayQ.jobs, srv.replayQ.held, srv.replaying.Load(), srv.replays.lostBytes.Load())
+	}
+}
+
+// replayedEnd finds where the writes after a master's replay begin: just
+// past the EXEC of the transaction that set the replay's marker.
+func TestReplayedEnd(t *testing.T) {
+	cmd := func(args ...string) []byte { return resp.AppendCommandStrings(nil, args...) }
+	var stream []byte
+	add := func(b []byte) int64 { stream = append(stream, b...); return int64(len(stream)) }
+	const base = 1000
+	add(cmd("PING"))
+	add(cmd("MULTI"))
+	add(cmd("SET", "k", "v"))
+	afterOther := add(cmd("EXEC")) // a transaction without a marker
+	add(cmd("MULTI"))
+	add(cmd("INCR", "n"))
+	add(cmd("SET", "__replproxy:replayed:aaaa:17", "900", "EX", "86400"))
+	afterReplay := add(cmd("EXEC"))
+	add(cmd("SET", "own", "write"))
+	for _, tc := range []struct {
+		name   string
+		prefix string
+		end    int64
+		found  bool
+	}{
+		{"the replay of that history", "__replproxy:replayed:aaaa:", base + afterReplay, true},
+		{"a replay of another history", "__replproxy:replayed:bbbb:", 0, false},
+	} {
+		end, found := replayedEnd(stream, base, tc.prefix)
+		if end != tc.end || found != tc.found {
+			t.Errorf("%s: replayedEnd = %d, %v; want %d, %v", tc.name, end, found, tc.end, tc.found)
+		}
+	}
+	if end, found := replayedEnd(stream[:afterOther], base, "__replproxy:replayed:aaaa:"); found {
+		t.Errorf("found a replay's end at %d in a stream without one", end)
 	}
 }

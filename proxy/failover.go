@@ -57,7 +57,7 @@ func (s *Server) switched(sw router.Switch, gen uint64) {
 			// The new master holds the history only up to the split:
 			// the link forks there and continues (no full resync, no
 			// blind window), keeping the suffix whole for the replay.
-			s.link.SetMasterContinuing(sw.To, sw.HeldID, sw.SplitOffset)
+			s.link.SetMasterContinuing(sw.To, sw.HeldID, sw.HeldTo)
 		} else {
 			s.link.SetMaster(sw.To)
 		}

@@ -72,12 +72,15 @@ import (
 
 // replayJob is a suffix waiting to be replayed onto a new master.
 type replayJob struct {
-	seq   uint64 // the switch's order: a higher one runs first
-	sw    router.Switch
-	start int64 // the suffix holds stream offsets (start, end]
-	end   int64
-	db    int
-	hist  replstream.History // the old history, read after the link moved on
+	seq uint64 // the switch's order: a higher one runs first
+	sw  router.Switch
+	// markerID is the history the offsets are of, which names the marker:
+	// the old master's, or for a diverged switch the first master's.
+	markerID string
+	start    int64 // the suffix holds stream offsets (start, end]
+	end      int64
+	db       int
+	hist     replstream.History // the old history, read after the link moved on
 	// cut: the suffix was cut to whole transactions (end moved) already.
 	cut bool
 
@@ -163,10 +166,30 @@ func (s *Server) replayNotes() []string {
 // (committed on the master replaced, not witnessed). Requests wait while
 // any is queued.
 func (s *Server) beforeSwitch(sw router.Switch) {
-	job := s.takeSuffix(sw)
+	jobs := s.takeSuffix(sw)
 	q := &s.replayQ
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if sw.Diverged {
+		// The replay of the first master's suffix from the new master's own
+		// split (takeSuffix) supersedes any still waiting from the switch
+		// before, which started at the old master's lower split: the new
+		// master has part of that already.
+		keep := q.jobs[:0]
+		for _, j := range q.jobs {
+			if j.markerID != sw.HeldID {
+				keep = append(keep, j)
+			}
+		}
+		q.jobs = keep
+		keep = q.held[:0]
+		for _, j := range q.held {
+			if j.markerID != sw.HeldID {
+				keep = append(keep, j)
+			}
+		}
+		q.held = keep
+	}
 	for _, j := range q.held {
 		if !sw.Continues {
 			// The new master starts a history of its own: what it
@@ -182,61 +205,129 @@ func (s *Server) beforeSwitch(sw router.Switch) {
 		q.jobs = append(q.jobs, j)
 	}
 	q.held = nil
-	if job != nil {
+	// jobs are in the order they must run; the newest runs first.
+	for i := len(jobs) - 1; i >= 0; i-- {
 		q.seq++
-		job.seq = q.seq
-		q.jobs = append(q.jobs, job)
+		jobs[i].seq = q.seq
+		q.jobs = append(q.jobs, jobs[i])
 	}
 	if len(q.jobs) > 0 {
 		s.replaying.Store(true)
 	}
 }
 
-// takeSuffix returns the replay a switch needs, nil when none (the new
-// master holds everything the link saw, or the loss was logged).
-func (s *Server) takeSuffix(sw router.Switch) *replayJob {
+// takeSuffix returns the replays a switch needs, in the order they must
+// run: none when the new master holds everything the link saw (or the loss
+// was logged), one as a rule, two after a diverged double failover.
+func (s *Server) takeSuffix(sw router.Switch) []*replayJob {
 	if s.link == nil || !*s.cfg.Witness || !sw.Continues || sw.SplitOffset < 0 {
 		return nil
+	}
+	if sw.Diverged {
+		return s.divergedSuffix(sw)
+	}
+	if job := s.suffixOf(sw, sw.OldReplID, sw.SplitOffset, -1); job != nil {
+		return []*replayJob{job}
+	}
+	return nil
+}
+
+// divergedSuffix: the new master holds the first master's history (HeldID)
+// up to HeldTo, beyond the old master's split; the old master's stream
+// past its split is its replay of the first master's suffix, then its own
+// writes. What the new master lacks is the first master's suffix past
+// HeldTo, then the old master's writes after its replay: two jobs, in that
+// order (the writes came after).
+func (s *Server) divergedSuffix(sw router.Switch) []*replayJob {
+	var jobs []*replayJob
+	if job := s.suffixOf(sw, sw.HeldID, sw.HeldTo, -1); job != nil {
+		jobs = append(jobs, job)
+	}
+	hist, ok := s.link.HistoryOf(sw.OldReplID, sw.SplitOffset)
+	if !ok {
+		return jobs
+	}
+	from := sw.SplitOffset
+	if stream, ok := hist.Backlog(nil, from); ok {
+		if end, found := replayedEnd(stream, from, "__replproxy:replayed:"+sw.HeldID+":"); found {
+			from = end // the old master's own writes begin after its replay
+		}
+	}
+	if job := s.suffixOf(sw, sw.OldReplID, from, sw.SplitOffset); job != nil {
+		jobs = append(jobs, job)
+	}
+	return jobs
+}
+
+// suffixOf is the replay of history replid after offset from, as the link
+// holds it; lostFrom (-1: from) is where what cannot be replayed is
+// counted from.
+func (s *Server) suffixOf(sw router.Switch, replid string, from, lostFrom int64) *replayJob {
+	if lostFrom < 0 {
+		lostFrom = from
 	}
 	// The old master's history, even when the link has left it: after a
 	// master restarted empty the link full-resyncs from it before the
 	// empty-master guard promotes a replica, and the bytes to replay are
 	// in the history that resync replaced.
-	hist, ok := s.link.HistoryOf(sw.OldReplID, sw.SplitOffset)
+	hist, ok := s.link.HistoryOf(replid, from)
 	if !ok {
-		replid := "none"
-		if cur, ok := s.link.History(); ok {
-			replid = cur.ReplID()
+		cur := "none"
+		if h, ok := s.link.History(); ok {
+			cur = h.ReplID()
 		}
-		msg := fmt.Sprintf("the replication link was not on the old master's history (%s, not %s): writes after offset %d cannot be replayed", replid, sw.OldReplID, sw.SplitOffset)
+		msg := fmt.Sprintf("the replication link was not on the old master's history (%s, not %s): writes after offset %d cannot be replayed", cur, replid, from)
 		s.log.Error("WRITES MAY BE LOST in the failover: " + msg)
 		s.replays.note(msg)
 		return nil
 	}
 	off := hist.Offset()
-	if off <= sw.SplitOffset {
+	if off <= from {
 		return nil // the new master holds everything the link saw
 	}
-	if sw.Diverged {
-		lost := off - sw.SplitOffset
-		s.replays.lostBytes.Add(lost)
-		msg := fmt.Sprintf("%s holds more of the first master's history than %s did, so their writes after offset %d differ: %d bytes %s wrote after it are not replayed (some would run twice)", sw.To, sw.From, sw.SplitOffset, lost, sw.From)
-		s.log.Error("WRITES LOST in the failover: " + msg)
-		s.replays.note(msg)
-		return nil
-	}
-	start, db, ok := hist.ReplayStart(sw.SplitOffset)
+	start, db, ok := hist.ReplayStart(from)
 	if !ok {
-		lost := off - sw.SplitOffset
+		lost := off - lostFrom
 		s.replays.lostBytes.Add(lost)
-		msg := fmt.Sprintf("the database in effect at offset %d is no longer known: %d bytes of the old master's writes are lost", sw.SplitOffset, lost)
+		msg := fmt.Sprintf("the database in effect at offset %d is no longer known: %d bytes of the old master's writes are lost", from, lost)
 		s.log.Error("WRITES LOST in the failover: " + msg)
 		s.replays.note(msg)
 		return nil
 	}
 	// The copy of the bytes happens on the replay's goroutine, through
 	// the history handle: nothing slow under the control plane's lock.
-	return &replayJob{sw: sw, start: start, end: off, db: db, hist: hist}
+	return &replayJob{sw: sw, markerID: replid, start: start, end: off, db: db, hist: hist}
+}
+
+// replayedEnd finds, in stream (the bytes after offset base), the
+// transaction that SET a replay marker starting with prefix, and returns
+// the offset just after its EXEC: where the writes a master took after
+// that replay begin. found is false when there is none.
+func replayedEnd(stream []byte, base int64, prefix string) (end int64, found bool) {
+	parser := resp.NewRequestParser(resp.DefaultLimits())
+	inTx, marked := false, false
+	for pos := 0; pos < len(stream); {
+		cmd, m, err := parser.Parse(stream[pos:])
+		if err != nil || m == 0 {
+			return end, found
+		}
+		pos += m
+		if len(cmd.Args) == 0 {
+			continue
+		}
+		switch {
+		case resp.EqualFold(cmd.Args[0], "MULTI"):
+			inTx, marked = true, false
+		case resp.EqualFold(cmd.Args[0], "EXEC"):
+			if inTx && marked {
+				end, found = base+int64(pos), true
+			}
+			inTx, marked = false, false
+		case inTx && len(cmd.Args) >= 2 && resp.EqualFold(cmd.Args[0], "SET") && strings.HasPrefix(string(cmd.Args[1]), prefix):
+			marked = true
+		}
+	}
+	return end, found
 }
 
 // startReplay runs the queued replays (from the Switched hook).
@@ -331,7 +422,7 @@ const replayAttempts = 8
 func (s *Server) replay(job *replayJob) (held bool) {
 	suffix, ok := job.hist.Backlog(nil, job.start)
 	if !ok {
-		lost := job.end - job.sw.SplitOffset
+		lost := job.end - job.start
 		s.replays.lostBytes.Add(lost)
 		msg := fmt.Sprintf("the link's backlog no longer reaches offset %d: %d bytes of the old master's writes are lost (raise --replication-backlog)", job.start, lost)
 		s.log.Error("WRITES LOST in the failover: " + msg)
@@ -361,7 +452,10 @@ func (s *Server) replay(job *replayJob) (held bool) {
 	// master's stream replay, together, each byte once (keyed by the
 	// range, two proxies that had read different lengths both replayed:
 	// writes ran twice).
-	marker := "__replproxy:replayed:" + job.sw.OldReplID + ":" + strconv.FormatInt(job.start, 10)
+	if job.markerID == "" {
+		job.markerID = job.sw.OldReplID
+	}
+	marker := "__replproxy:replayed:" + job.markerID + ":" + strconv.FormatInt(job.start, 10)
 	for attempt := 1; ; attempt++ {
 		target := s.mon.Master()
 		res, err := s.replayOnce(target, marker, job, suffix)
@@ -369,7 +463,7 @@ func (s *Server) replay(job *replayJob) (held bool) {
 		case err == nil && res.from < job.end:
 			s.replays.replayed.Add(1)
 			s.replays.bytes.Add(job.end - res.from)
-			msg := fmt.Sprintf("replayed %d commands (%d bytes, offsets %d-%d of %s) onto %s", res.n, job.end-res.from, res.from, job.end, job.sw.OldReplID, target)
+			msg := fmt.Sprintf("replayed %d commands (%d bytes, offsets %d-%d of %s) onto %s", res.n, job.end-res.from, res.from, job.end, job.markerID, target)
 			s.log.Warn("FAILOVER REPLAY: " + msg)
 			s.replays.note(msg)
 			if res.replid == "" {

@@ -104,14 +104,17 @@ type Switch struct {
 	// OldReplID is the replication ID of the master switched from.
 	OldReplID string
 	// HeldID is the replication ID under which the new master holds the
-	// history up to SplitOffset (its master_replid2, usually OldReplID;
-	// the first master's after a double failover), "" unless Continues.
+	// history up to HeldTo (its master_replid2, usually OldReplID; the
+	// first master's after a double failover), "" unless Continues.
+	// HeldTo is SplitOffset but when Diverged.
 	HeldID string
-	// Diverged: the new master holds more of an earlier history than the
-	// old master did (a double failover where the second promoted replica
-	// was ahead of the first on the first master's history). Past
-	// SplitOffset the two hold different writes, so the old master's are
-	// not replayed (some would run twice).
+	HeldTo int64
+	// Diverged: the new master holds more of an earlier history (HeldID,
+	// up to HeldTo) than the old master did (a double failover where the
+	// second promoted replica was ahead of the first on the first master's
+	// history). Past SplitOffset the two hold different writes: the old
+	// master's stream there is its replay of the first master's suffix,
+	// part of which the new master has already, then its own writes.
 	Diverged bool
 	// Took is how long the switch took from the first sign of trouble
 	// (the master unreachable, a failover event, -READONLY), 0 if unknown.

@@ -315,23 +315,26 @@ func continuity(oldReplID string, n *router.NodeState) (continues bool, split in
 // more of the first master's history than the old master did (its split
 // lies beyond the old one's), so past the old split the two hold
 // different writes: the old master's replay of the first master's suffix
-// and n's own copy of part of it; the old master's writes from there on
-// cannot be replayed onto n without running some twice.
-func switchContinuity(oldID string, old *router.NodeState, n *router.NodeState) (cont bool, split int64, held string, diverged bool) {
+// and n's own copy of part of it; the old master's stream from there on
+// cannot be replayed onto n as it is without running some writes twice.
+//
+// heldTo is how far n holds history held: split, but for a diverged n its
+// own split on the first master's history.
+func switchContinuity(oldID string, old *router.NodeState, n *router.NodeState) (cont bool, split int64, held string, heldTo int64, diverged bool) {
 	if c, s := continuity(oldID, n); c || oldID != old.ReplID {
 		if !c {
-			return false, -1, "", false
+			return false, -1, "", -1, false
 		}
-		return true, s, oldID, false
+		return true, s, oldID, s, false
 	}
 	if old.ReplID2 == "" || old.SecondOffset <= 0 {
-		return false, -1, "", false
+		return false, -1, "", -1, false
 	}
 	c, s := continuity(old.ReplID2, n)
 	if !c {
-		return false, -1, "", false
+		return false, -1, "", -1, false
 	}
-	return true, min(s, old.SecondOffset-1), old.ReplID2, s > old.SecondOffset-1
+	return true, min(s, old.SecondOffset-1), old.ReplID2, s, s > old.SecondOffset-1
 }
 
 // sentinelEvent is one Sentinel Pub/Sub message about our master.

@@ -54,20 +54,24 @@ func TestSwitchContinuity(t *testing.T) {
 		{"a fresh history", router.NodeState{ReplID: "d", ReplID2: "0000000000000000000000000000000000000000", SecondOffset: -1}, false, -1, "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, s, held, div := switchContinuity(old.ReplID, &old, &tc.node)
+			c, s, held, _, div := switchContinuity(old.ReplID, &old, &tc.node)
 			if c != tc.continues || s != tc.split || held != tc.held || div != tc.diverged {
 				t.Fatalf("switchContinuity = %v, %d, %q, diverged %v; want %v, %d, %q, %v", c, s, held, div, tc.continues, tc.split, tc.held, tc.diverged)
 			}
 		})
 	}
+	// Diverged: held up to its own split, beyond the old one.
+	if _, _, _, to, div := switchContinuity(old.ReplID, &old, &router.NodeState{ReplID: "c", ReplID2: "a", SecondOffset: 1201}); !div || to != 1200 {
+		t.Fatalf("diverged heldTo = %d (%v), want 1200", to, div)
+	}
 	// The guard's case: the history in question is the incident's, not the
 	// old master's own, and its replid2 says nothing about it.
-	if c, s, _, _ := switchContinuity("z", &old, &router.NodeState{ReplID: "c", ReplID2: "a", SecondOffset: 801}); c || s != -1 {
+	if c, s, _, _, _ := switchContinuity("z", &old, &router.NodeState{ReplID: "c", ReplID2: "a", SecondOffset: 801}); c || s != -1 {
 		t.Fatalf("switchContinuity with another history = %v, %d; want false, -1", c, s)
 	}
 	// The incident's history continued by the promoted replica: held under
 	// that ID.
-	if c, s, held, _ := switchContinuity("z", &old, &router.NodeState{ReplID: "c", ReplID2: "z", SecondOffset: 801}); !c || s != 800 || held != "z" {
+	if c, s, held, _, _ := switchContinuity("z", &old, &router.NodeState{ReplID: "c", ReplID2: "z", SecondOffset: 801}); !c || s != 800 || held != "z" {
 		t.Fatalf("switchContinuity of the incident's history = %v, %d, %q; want true, 800, z", c, s, held)
 	}
 }

@@ -626,7 +626,7 @@ func (m *Monitor) switchLocked(addr, cause string, f map[string]string) bool {
 	if m.inc != nil && m.inc.ReplID != "" {
 		oldID = m.inc.ReplID
 	}
-	cont, split, held, diverged := switchContinuity(oldID, &old, &next)
+	cont, split, held, heldTo, diverged := switchContinuity(oldID, &old, &next)
 	m.master = next
 	m.masterParent = ""
 	m.masterRunID = next.RunID
@@ -640,7 +640,7 @@ func (m *Monitor) switchLocked(addr, cause string, f map[string]string) bool {
 	m.spawnLocked(addr)
 	m.kickLocked(addr)
 	m.masterGen++
-	sw := router.Switch{From: old.Addr, To: addr, Cause: cause, At: now, Continues: cont, SplitOffset: split, OldReplID: oldID, HeldID: held, Diverged: diverged}
+	sw := router.Switch{From: old.Addr, To: addr, Cause: cause, At: now, Continues: cont, SplitOffset: split, OldReplID: oldID, HeldID: held, HeldTo: heldTo, Diverged: diverged}
 	if !m.troubleSince.IsZero() {
 		sw.Took = now.Sub(m.troubleSince)
 	}
@@ -653,7 +653,7 @@ func (m *Monitor) switchLocked(addr, cause string, f map[string]string) bool {
 		m.log.Info("master found", "master", addr, "how", cause)
 	} else {
 		m.log.Warn("MASTER SWITCH", "from", old.Addr, "to", addr, "cause", cause, "generation", m.masterGen,
-			"continues_history", cont, "split_offset", split, "held_as", held, "diverged", diverged, "took", sw.Took)
+			"continues_history", cont, "split_offset", split, "held_as", held, "held_to", heldTo, "diverged", diverged, "took", sw.Took)
 	}
 	if m.cfg.NewMasterProcess != nil {
 		go m.cfg.NewMasterProcess(addr)
