@@ -19,6 +19,14 @@
 // master_repl_offset once it produced those bytes. A dropped connection is
 // re-established with backoff and resumed with +CONTINUE.
 //
+// At a failover the link follows the promoted replica from the split
+// (SetMasterContinuing): it forks its history there, sharing the backlog
+// below it, and continues with PSYNC <replid2> <split+1>, which the replica
+// answers +CONTINUE; the history it left stays whole (HistoryOf), for the
+// replay of the suffix the replica lacks. Without the fork the replica
+// would refuse the link's own offset, beyond what it holds, and the link
+// would resync in full, blind meanwhile.
+//
 // Out of the link flow, to readers on any goroutine, published with atomic
 // stores and read without locks or allocation:
 //   - the position: ReplID, Offset (Position for both at once), Connected;
