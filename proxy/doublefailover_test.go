@@ -263,3 +263,24 @@ func TestReplayedEnd(t *testing.T) {
 		t.Errorf("found a replay's end at %d in a stream without one", end)
 	}
 }
+
+func TestAroundVoids(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		from, end int64
+		voids     [][2]int64
+		want      [][2]int64
+	}{
+		{"no void", 100, 200, nil, [][2]int64{{100, 200}}},
+		{"a void inside", 100, 200, [][2]int64{{120, 150}}, [][2]int64{{100, 120}, {150, 200}}},
+		{"starting at a void's start", 120, 200, [][2]int64{{120, 150}}, [][2]int64{{150, 200}}},
+		{"a void before", 100, 200, [][2]int64{{50, 90}}, [][2]int64{{100, 200}}},
+		{"a void reaching the end", 100, 200, [][2]int64{{150, 200}}, [][2]int64{{100, 150}}},
+		{"two voids", 100, 300, [][2]int64{{120, 150}, {200, 250}}, [][2]int64{{100, 120}, {150, 200}, {250, 300}}},
+		{"all void", 100, 200, [][2]int64{{90, 210}}, nil},
+	} {
+		if got := aroundVoids(tc.from, tc.end, tc.voids); fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("%s: aroundVoids = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -226,10 +226,7 @@ func (s *Server) takeSuffix(sw router.Switch) []*replayJob {
 	if sw.Diverged {
 		return s.divergedSuffix(sw)
 	}
-	if job := s.suffixOf(sw, sw.OldReplID, sw.SplitOffset, -1); job != nil {
-		return []*replayJob{job}
-	}
-	return nil
+	return s.suffixOf(sw, sw.OldReplID, sw.SplitOffset, -1)
 }
 
 // divergedSuffix: the new master holds the first master's history (HeldID)
@@ -239,10 +236,7 @@ func (s *Server) takeSuffix(sw router.Switch) []*replayJob {
 // HeldTo, then the old master's writes after its replay: two jobs, in that
 // order (the writes came after).
 func (s *Server) divergedSuffix(sw router.Switch) []*replayJob {
-	var jobs []*replayJob
-	if job := s.suffixOf(sw, sw.HeldID, sw.HeldTo, -1); job != nil {
-		jobs = append(jobs, job)
-	}
+	jobs := s.suffixOf(sw, sw.HeldID, sw.HeldTo, -1)
 	hist, ok := s.link.HistoryOf(sw.OldReplID, sw.SplitOffset)
 	if !ok {
 		return jobs
@@ -253,16 +247,14 @@ func (s *Server) divergedSuffix(sw router.Switch) []*replayJob {
 			from = end // the old master's own writes begin after its replay
 		}
 	}
-	if job := s.suffixOf(sw, sw.OldReplID, from, sw.SplitOffset); job != nil {
-		jobs = append(jobs, job)
-	}
-	return jobs
+	return append(jobs, s.suffixOf(sw, sw.OldReplID, from, sw.SplitOffset)...)
 }
 
 // suffixOf is the replay of history replid after offset from, as the link
-// holds it; lostFrom (-1: from) is where what cannot be replayed is
-// counted from.
-func (s *Server) suffixOf(sw router.Switch, replid string, from, lostFrom int64) *replayJob {
+// holds it: one job, or one per range between the voids of the history (a
+// transaction a fork cut, never executed there), in order; lostFrom (-1:
+// from) is where what cannot be replayed is counted from.
+func (s *Server) suffixOf(sw router.Switch, replid string, from, lostFrom int64) []*replayJob {
 	if lostFrom < 0 {
 		lostFrom = from
 	}
@@ -296,7 +288,36 @@ func (s *Server) suffixOf(sw router.Switch, replid string, from, lostFrom int64)
 	}
 	// The copy of the bytes happens on the replay's goroutine, through
 	// the history handle: nothing slow under the control plane's lock.
-	return &replayJob{sw: sw, markerID: replid, start: start, end: off, db: db, hist: hist}
+	var jobs []*replayJob
+	for i, r := range aroundVoids(start, off, hist.Voids(start)) {
+		if i > 0 {
+			// After a void: the database in effect there.
+			if _, db, ok = hist.ReplayStart(r[0]); !ok {
+				continue
+			}
+		}
+		jobs = append(jobs, &replayJob{sw: sw, markerID: replid, start: r[0], end: r[1], db: db, hist: hist})
+	}
+	return jobs
+}
+
+// aroundVoids returns the ranges (start, end] of (from, end] outside the
+// voids (sorted, not overlapping), in order.
+func aroundVoids(from, end int64, voids [][2]int64) [][2]int64 {
+	var out [][2]int64
+	for _, v := range voids {
+		if v[1] <= from || v[0] >= end {
+			continue
+		}
+		if v[0] > from {
+			out = append(out, [2]int64{from, v[0]})
+		}
+		from = max(from, v[1])
+	}
+	if from < end {
+		out = append(out, [2]int64{from, end})
+	}
+	return out
 }
 
 // replayedEnd finds, in stream (the bytes after offset base), the

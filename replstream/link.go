@@ -490,6 +490,17 @@ func (h History) ReplayStart(from int64) (start int64, db int, ok bool) {
 	return h.h.marks.replayStart(from)
 }
 
+// Voids returns the ranges (start, end] after offset from that were never
+// executed in this history (a transaction its fork's split cut), in
+// stream order: a replay leaves them out.
+func (h History) Voids(from int64) [][2]int64 {
+	var out [][2]int64
+	for _, v := range h.h.marks.voidsAfter(from) {
+		out = append(out, [2]int64{v.start, v.end})
+	}
+	return out
+}
+
 // Offset is how far the link got in this history (or the handle's limit).
 func (h History) Offset() int64 { return min(h.h.offset.Load(), h.limit) }
 

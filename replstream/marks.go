@@ -1,6 +1,8 @@
 package replstream
 
 import (
+	"cmp"
+	"slices"
 	"sync"
 
 	"github.com/replproxy/replproxy/resp"
@@ -23,7 +25,14 @@ type marks struct {
 	selects  []dbMark
 	dbBefore int
 	init     bool
+	// voids are stream ranges (start, end] that were never executed in
+	// this history: the queued part of a transaction a fork's split cut
+	// (the node continuing from the split discarded it, and no EXEC for it
+	// follows). A replay must leave them out. At most maxVoids.
+	voids []span
 }
+
+const maxVoids = 8
 
 type span struct{ start, end int64 }
 
@@ -98,6 +107,11 @@ func (m *marks) replayStart(from int64) (int64, int, bool) {
 	if m.openTx >= 0 && m.openTx < start {
 		start = m.openTx
 	}
+	for _, v := range m.voids {
+		if v.start < start && start < v.end {
+			start = v.end // never executed here: nothing to replay of it
+		}
+	}
 	db := m.dbBefore
 	for _, s := range m.selects {
 		if s.off >= start {
@@ -113,8 +127,8 @@ func (m *marks) replayStart(from int64) (int64, int, bool) {
 
 // fork returns the marks of a history that continues this one after
 // offset split (Link.forkAt): the transactions that ended by then and the
-// SELECTs before it. A transaction open at the split is dropped: the node
-// that continues from there discarded its queued part when it was
+// SELECTs before it. A transaction open at the split becomes a void: the
+// node that continues from there discarded its queued part when it was
 // promoted, and its own stream after the split holds no EXEC for it.
 func (m *marks) fork(split int64) *marks {
 	m.mu.Lock()
@@ -122,9 +136,23 @@ func (m *marks) fork(split int64) *marks {
 	m.setup()
 	nm := &marks{init: true, openTx: -1, dbBefore: m.dbBefore}
 	for _, t := range m.txs {
-		if t.end <= split {
+		switch {
+		case t.end <= split:
 			nm.txs = append(nm.txs, t)
+		case t.start < split:
+			nm.voids = append(nm.voids, span{t.start, split})
 		}
+	}
+	if m.openTx >= 0 && m.openTx < split {
+		nm.voids = append(nm.voids, span{m.openTx, split})
+	}
+	for _, v := range m.voids {
+		if v.end <= split {
+			nm.voids = append(nm.voids, v)
+		}
+	}
+	if len(nm.voids) > maxVoids {
+		nm.voids = nm.voids[len(nm.voids)-maxVoids:]
 	}
 	for _, s := range m.selects {
 		if s.off < split {
@@ -132,4 +160,19 @@ func (m *marks) fork(split int64) *marks {
 		}
 	}
 	return nm
+}
+
+// voidsAfter returns the voids that end after offset from, in stream
+// order.
+func (m *marks) voidsAfter(from int64) []span {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []span
+	for _, v := range m.voids {
+		if v.end > from {
+			out = append(out, v)
+		}
+	}
+	slices.SortFunc(out, func(a, b span) int { return cmp.Compare(a.start, b.start) })
+	return out
 }

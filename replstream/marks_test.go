@@ -70,7 +70,8 @@ func TestMarksFork(t *testing.T) {
 		split, from, start int64
 		db                 int
 	}{
-		{split: 80, from: 75, start: 75, db: 3}, // the open transaction is gone
+		{split: 80, from: 75, start: 80, db: 3}, // inside the transaction the split cut: from the split
+		{split: 80, from: 60, start: 60, db: 3}, // before it: the replay leaves it out (Voids)
 		{split: 80, from: 35, start: 20, db: 0}, // the closed one is kept
 		{split: 35, from: 35, start: 35, db: 0}, // a transaction not closed by the split is gone
 		{split: 60, from: 60, start: 60, db: 3},
@@ -80,6 +81,16 @@ func TestMarksFork(t *testing.T) {
 		if !ok || start != tc.start || db != tc.db {
 			t.Errorf("fork at %d: replayStart(%d) = %d, db %d, %v; want %d, db %d", tc.split, tc.from, start, db, ok, tc.start, tc.db)
 		}
+	}
+	// The cut transaction is a void of the fork; the closed one is not.
+	if v := m.fork(80).voidsAfter(0); len(v) != 1 || v[0] != (span{60, 80}) {
+		t.Errorf("voids of the fork at 80 = %v, want [(60, 80]]", v)
+	}
+	if v := m.fork(35).voidsAfter(0); len(v) != 1 || v[0] != (span{20, 35}) {
+		t.Errorf("voids of the fork at 35 = %v, want [(20, 35]]", v)
+	}
+	if v := m.fork(80).fork(90).voidsAfter(70); len(v) != 1 || v[0] != (span{60, 80}) {
+		t.Errorf("a fork of a fork keeps the void before its split: %v", v)
 	}
 	// The original is unchanged.
 	if start, _, _ := m.replayStart(75); start != 60 {
