@@ -83,6 +83,10 @@ type replayJob struct {
 	hist     replstream.History // the old history, read after the link moved on
 	// cut: the suffix was cut to whole transactions (end moved) already.
 	cut bool
+	// afterReplayOf: the job starts after the transaction in its range
+	// that SET a replay marker with this prefix (a diverged switch: the
+	// old master's own writes follow its replay); "" once found.
+	afterReplayOf string
 
 	// A committed replay, until the link witnessed it: the master's
 	// history and offset after its EXEC.
@@ -237,17 +241,13 @@ func (s *Server) takeSuffix(sw router.Switch) []*replayJob {
 // order (the writes came after).
 func (s *Server) divergedSuffix(sw router.Switch) []*replayJob {
 	jobs := s.suffixOf(sw, sw.HeldID, sw.HeldTo, -1)
-	hist, ok := s.link.HistoryOf(sw.OldReplID, sw.SplitOffset)
-	if !ok {
-		return jobs
+	own := s.suffixOf(sw, sw.OldReplID, sw.SplitOffset, -1)
+	for _, j := range own {
+		// Where the old master's replay ends is found on the replay's
+		// goroutine (it reads the stream): not under this lock.
+		j.afterReplayOf = "__replproxy:replayed:" + sw.HeldID + ":"
 	}
-	from := sw.SplitOffset
-	if stream, ok := hist.Backlog(nil, from); ok {
-		if end, found := replayedEnd(stream, from, "__replproxy:replayed:"+sw.HeldID+":"); found {
-			from = end // the old master's own writes begin after its replay
-		}
-	}
-	return append(jobs, s.suffixOf(sw, sw.OldReplID, from, sw.SplitOffset)...)
+	return append(jobs, own...)
 }
 
 // suffixOf is the replay of history replid after offset from, as the link
@@ -441,6 +441,25 @@ const replayAttempts = 8
 // while a later switch's job is waiting goes back to the queue, to run
 // after that one.
 func (s *Server) replay(job *replayJob) (held bool) {
+	if prefix := job.afterReplayOf; prefix != "" {
+		job.afterReplayOf = ""
+		if stream, ok := job.hist.Backlog(nil, job.start); ok {
+			stream = stream[:min(int64(len(stream)), job.end-job.start)]
+			if end, found := replayedEnd(stream, job.start, prefix); found {
+				if end >= job.end {
+					return false // the old master wrote nothing after its replay
+				}
+				// After an EXEC: a command boundary outside any transaction.
+				_, db, ok := job.hist.ReplayStart(end)
+				if !ok {
+					// From its split instead would run the replay again.
+					s.replayFailed(job, fmt.Errorf("the database in effect at offset %d is no longer known", end))
+					return false
+				}
+				job.start, job.db = end, db
+			}
+		}
+	}
 	suffix, ok := job.hist.Backlog(nil, job.start)
 	if !ok {
 		lost := job.end - job.start
