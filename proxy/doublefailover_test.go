@@ -220,6 +220,16 @@ func TestReplayQueueOrder(t *testing.T) {
 		t.Fatal("requests do not wait for the replay sent back")
 	}
 
+	// A switch while a job runs: it may commit on the master replaced, so
+	// it is marked to run again, and requests wait for it.
+	srv = &Server{log: slog.New(slog.DiscardHandler)}
+	running := &replayJob{seq: 1, start: 100, end: 300}
+	srv.replayQ.current = running
+	srv.beforeSwitch(router.Switch{From: "r1", To: "r2", Continues: true, SplitOffset: 50})
+	if !running.switched || !srv.replaying.Load() {
+		t.Fatalf("a switch during a replay: switched %v, replaying %v; want both", running.switched, srv.replaying.Load())
+	}
+
 	srv = &Server{log: slog.New(slog.DiscardHandler)}
 	srv.replayQ.held = []*replayJob{{seq: 1, start: 100, end: 300, heldID: "b", heldOff: 900}}
 	srv.beforeSwitch(router.Switch{From: "r1", To: "r2", Continues: false, SplitOffset: -1})

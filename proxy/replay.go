@@ -88,6 +88,10 @@ type replayJob struct {
 	// old master's own writes follow its replay); "" once found.
 	afterReplayOf string
 
+	// switched: the master switched while the job ran (under
+	// replayQ.mu): what it committed went to a master no longer in use.
+	switched bool
+
 	// A committed replay, until the link witnessed it: the master's
 	// history and offset after its EXEC.
 	heldID    string
@@ -103,6 +107,9 @@ type replayQueue struct {
 	jobs    []*replayJob // to run onto the master of the moment
 	held    []*replayJob // committed, until the link witnessed them
 	running bool         // runReplays is on
+	// current is the job runReplays is running (nil: none); a switch
+	// meanwhile sets its switched flag.
+	current *replayJob
 }
 
 // newerThan reports whether a job of a later switch is waiting. Under mu.
@@ -215,7 +222,14 @@ func (s *Server) beforeSwitch(sw router.Switch) {
 		jobs[i].seq = q.seq
 		q.jobs = append(q.jobs, jobs[i])
 	}
-	if len(q.jobs) > 0 {
+	if q.current != nil {
+		// The job running now may commit on the master just replaced
+		// (it is alive, only slow: Sentinel gave up on it while it took
+		// the replay): it must run again onto the new one, before any
+		// request reaches it.
+		q.current.switched = true
+	}
+	if len(q.jobs) > 0 || q.current != nil {
 		s.replaying.Store(true)
 	}
 }
@@ -373,14 +387,23 @@ func (s *Server) runReplays() {
 		q.mu.Lock()
 		if len(q.jobs) > 0 {
 			job := q.popNewestLocked()
+			q.current = job
 			released = false
 			q.mu.Unlock()
-			if s.replay(job) {
+			held := s.replay(job)
+			// In one critical section with clearing current, so a switch
+			// sees the job either running or held, never neither.
+			q.mu.Lock()
+			q.current = nil
+			switch {
+			case held && job.switched:
+				job.switched, job.heldID, job.heldOff = false, "", 0
+				q.jobs = append(q.jobs, job)
+			case held:
 				job.heldSince = time.Now()
-				q.mu.Lock()
 				q.held = append(q.held, job)
-				q.mu.Unlock()
 			}
+			q.mu.Unlock()
 			continue
 		}
 		// Nothing left to run: requests go on (under mu, so a switch
@@ -499,6 +522,20 @@ func (s *Server) replay(job *replayJob) (held bool) {
 	for attempt := 1; ; attempt++ {
 		target := s.mon.Master()
 		res, err := s.replayOnce(target, marker, job, suffix)
+		q := &s.replayQ
+		q.mu.Lock()
+		switched := job.switched
+		job.switched = false
+		if switched && err == nil {
+			// It ran onto a master replaced meanwhile: run it again, onto
+			// the master of the moment (after a newer switch's job), where
+			// the marker says whether it got there.
+			q.jobs = append(q.jobs, job)
+			q.mu.Unlock()
+			s.log.Warn("FAILOVER REPLAY: the master switched while the replay ran on " + target + "; running it again onto the new master")
+			return false
+		}
+		q.mu.Unlock()
 		switch {
 		case err == nil && res.from < job.end:
 			s.replays.replayed.Add(1)
@@ -521,7 +558,6 @@ func (s *Server) replay(job *replayJob) (held bool) {
 			s.replayFailed(job, err)
 			return false
 		}
-		q := &s.replayQ
 		q.mu.Lock()
 		if q.newerThanLocked(job.seq) {
 			q.jobs = append(q.jobs, job)
