@@ -438,11 +438,10 @@ func (s *Server) dropWitnessedLocked() {
 			s.log.Debug("failover replay witnessed by the link", "replid", replid, "offset", j.heldOff)
 		case time.Since(j.heldSince) > maxHeld:
 			// Committed on a master that stayed, but no second machine is
-			// known to have it: say so, as for any unwitnessed write.
-			lost := j.end - j.start
-			s.replays.lostBytes.Add(lost)
-			msg := fmt.Sprintf("a replay committed on the master (history %s, offset %d) was not witnessed by the link within %v (it is at %s %d): %d bytes are on that master alone", j.heldID, j.heldOff, maxHeld, replid, off, lost)
-			s.log.Error("WRITES MAY BE LOST in a later failover: " + msg)
+			// known to have it: say so, as for any unwitnessed write (not
+			// counted as lost: the master has it).
+			msg := fmt.Sprintf("a replay committed on the master (history %s, offset %d) was not witnessed by the link within %v (it is at %s %d): %d bytes may be on that master alone", j.heldID, j.heldOff, maxHeld, replid, off, j.end-j.start)
+			s.log.Warn("FAILOVER REPLAY: " + msg)
 			s.replays.note(msg)
 		default:
 			kept = append(kept, j)
