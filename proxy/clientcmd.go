@@ -528,10 +528,10 @@ func (s *session) appendClientLine(b []byte, now time.Time) []byte {
 // 7.0); a client of that node sending SCRIPT KILL meanwhile just waits,
 // then gets its +OK. With the connect timeout instead (2 s), the proxy
 // answered "connection lost" (seen in CI, the script on the master).
-// Replicas keep the connect timeout: a read-only script that holds a
-// replica past --read-timeout has been re-sent elsewhere already (the
-// replica looks hung), so the client's script is no longer there, and a
-// retried SCRIPT KILL finds it where it went.
+// Replicas get the same wait: a read-only script runs where it was sent,
+// as long as it takes (loop.sweep), so the replica running it answers
+// only after that threshold too. The first +OK answers the client at once:
+// a paused node delays only a kill that finds no script.
 const busyReplyWait = 15 * time.Second
 
 // scriptKill sends SCRIPT KILL or FUNCTION KILL to every node, each on a
@@ -566,27 +566,27 @@ func (s *session) scriptKillAsync(args [][]byte, done func([]byte)) (async bool)
 	req := resp.AppendCommand(nil, args...)
 	home := s.l
 	go func() {
-		replies := make([][]byte, len(nodes))
-		ch := make(chan struct{}, len(nodes))
-		for i, addr := range nodes {
-			go func() {
-				wait := s.srv.cfg.ConnectTimeout
-				if i == 0 {
-					wait = busyReplyWait
-				}
-				replies[i] = s.srv.askNode(addr, req, wait)
-				ch <- struct{}{}
-			}()
+		type answer struct {
+			i     int
+			reply []byte
 		}
+		ch := make(chan answer, len(nodes)) // room for all: late ones never block
+		for i, addr := range nodes {
+			go func() { ch <- answer{i, s.srv.askNode(addr, req, busyReplyWait)} }()
+		}
+		replies := make([][]byte, len(nodes))
 		for range nodes {
-			<-ch
+			a := <-ch
+			if len(a.reply) > 0 && a.reply[0] == '+' {
+				// The node that ran the script killed it: that is the
+				// answer, whatever the others (a paused one) say later.
+				home.run(func() { done(a.reply) })
+				return
+			}
+			replies[a.i] = a.reply
 		}
 		best := replies[0]
 		for _, r := range replies[1:] {
-			if len(r) > 0 && r[0] == '+' {
-				best = r
-				break
-			}
 			if len(best) > 0 && best[0] == '-' && hasPrefix(best, "-NOTBUSY") && len(r) > 0 && r[0] == '-' &&
 				!hasPrefix(r, "-NOTBUSY") && !hasPrefix(r, "-ERR replproxy") {
 				best = r

@@ -75,16 +75,7 @@ func doubleFailover(t *testing.T, mode secondReplica) {
 		t.Fatal(err)
 	}
 	var keys, fillers []string
-	incr := func(prefix string, n int) {
-		t.Helper()
-		for i := range n {
-			k := fmt.Sprintf("%s:%d", prefix, i)
-			if err := c.Incr(ctx, k).Err(); err != nil {
-				t.Fatalf("INCR %s: %v", k, err)
-			}
-			keys = append(keys, k)
-		}
-	}
+	incr := func(prefix string, n int) { keys = append(keys, incrEach(t, c, prefix, n)...) }
 	if mode == neverFollowed {
 		r2.Pause()
 	}
@@ -153,15 +144,7 @@ func doubleFailover(t *testing.T, mode secondReplica) {
 		t.Log(m)
 	}
 	got := r2.Client()
-	var lost, twice int
-	for _, k := range keys {
-		switch v, _ := got.Get(ctx, k).Int(); {
-		case v == 0:
-			lost++
-		case v > 1:
-			twice++
-		}
-	}
+	lost, twice := countOnce(got, keys)
 	for _, k := range fillers {
 		if n, _ := got.StrLen(ctx, k).Result(); n != 1<<20 {
 			lost++
@@ -293,4 +276,86 @@ func TestAroundVoids(t *testing.T) {
 			t.Errorf("%s: aroundVoids = %v, want %v", tc.name, got, tc.want)
 		}
 	}
+}
+
+// Sentinel gives up on the first promoted replica R1 while the replay onto
+// it is under way (here R1 is paused just after the switch to it, as a
+// node busy with a 17 MB transaction looks to Sentinel), and promotes R2.
+// R1 then resumes and commits the replay: on a master no longer in use.
+// The replay must run again onto R2. Before, it was held for a link that
+// had moved on to R2, and the writes it carried were lost.
+func TestReplayCommittedAfterSwitchRunsAgain(t *testing.T) {
+	t.Parallel()
+	topo, sentinels := sentinelTopology(t)
+	srv := sentinelProxy(t, sentinels, Config{ReplicationBacklogBytes: 64 << 20})
+	ctx := context.Background()
+	c := client(t, srv.Addr(), &redis.Options{MaxRetries: -1, ReadTimeout: 60 * time.Second})
+	r1, r2 := topo.Replicas[0], topo.Replicas[1]
+	waitEligible(t, srv, 2)
+	if err := r2.Client().ConfigSet(ctx, "replica-priority", "200").Err(); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	incr := func(prefix string, n int) { keys = append(keys, incrEach(t, c, prefix, n)...) }
+	incr("a", 100)
+	r1.Pause()
+	r2.Pause()
+	filler := strings.Repeat("f", 1<<20)
+	for i := range 16 {
+		if err := c.Set(ctx, fmt.Sprintf("filler:%d", i), filler, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	incr("b", 200) // the link's alone
+	topo.Master.Kill()
+	r1.Resume()
+	r2.Resume()
+	waitSnapshotFor(t, srv, failoverTimeout, "the switch to R1", func(s *router.Snapshot) bool {
+		return s.Master.Addr == r1.Addr()
+	})
+	r1.Pause() // the replay onto it stalls
+	waitSnapshotFor(t, srv, 2*failoverTimeout, "the switch to R2", func(s *router.Snapshot) bool {
+		return s.Master.Addr == r2.Addr()
+	})
+	r1.Resume() // and commits, on a master no longer in use
+	incr("c", 100)
+	for _, m := range srv.replayNotes() {
+		t.Log(m)
+	}
+	got := r2.Client()
+	lost, twice := countOnce(got, keys)
+	t.Logf("%d acknowledged writes: %d lost, %d run twice; %d replays, %d found done", len(keys), lost, twice, srv.replays.replayed.Load(), srv.replays.skipped.Load())
+	if lost > 0 || twice > 0 {
+		t.Fatalf("%d acknowledged writes lost and %d run twice on R2", lost, twice)
+	}
+}
+
+// incrEach INCRs prefix:0 .. prefix:n-1 once each through c and returns
+// the keys: each acknowledged write then reads 1, a lost one 0, one run
+// twice 2.
+func incrEach(t *testing.T, c *redis.Client, prefix string, n int) []string {
+	t.Helper()
+	keys := make([]string, 0, n)
+	for i := range n {
+		k := fmt.Sprintf("%s:%d", prefix, i)
+		if err := c.Incr(context.Background(), k).Err(); err != nil {
+			t.Fatalf("INCR %s: %v", k, err)
+		}
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// countOnce counts the keys that read 0 (lost) and more than 1 (run
+// twice) on node.
+func countOnce(node *redis.Client, keys []string) (lost, twice int) {
+	for _, k := range keys {
+		switch v, _ := node.Get(context.Background(), k).Int(); {
+		case v == 0:
+			lost++
+		case v > 1:
+			twice++
+		}
+	}
+	return lost, twice
 }

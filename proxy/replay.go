@@ -458,6 +458,26 @@ func (s *Server) endReplay() {
 	}
 }
 
+// linkWait bounds how long a replay waits for the link to follow the new
+// master (awaitLink); requests wait with it.
+const linkWait = 2 * time.Second
+
+// awaitLink waits until the link streams from master (or linkWait has
+// passed, or the master changed). The link must continue from the split
+// before the replay's megabytes reach the new master's backlog (1 MB by
+// default): past them the split is gone from there, the PSYNC from it is
+// refused, and the link resyncs in full, blind while the RDB transfers:
+// no write is witnessed meanwhile (seen in CI: a double failover then lost
+// the writes taken in that window). It takes a few milliseconds.
+func (s *Server) awaitLink(master string) {
+	if s.link == nil {
+		return
+	}
+	for deadline := time.Now().Add(linkWait); !s.link.StreamingFrom(master) && time.Now().Before(deadline) && s.mon.Master() == master; {
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
 // replayAttempts bounds the retries of a replay that failed on the new
 // master (a connection error, a master not yet accepting writes, or one
 // replaced again meanwhile: each attempt goes to the master of the moment,
@@ -488,6 +508,7 @@ func (s *Server) replay(job *replayJob) (held bool) {
 			}
 		}
 	}
+	s.awaitLink(s.mon.Master())
 	suffix, ok := job.hist.Backlog(nil, job.start)
 	if !ok {
 		lost := job.end - job.start

@@ -37,6 +37,9 @@ type Link struct {
 
 	hist      atomic.Pointer[history] // nil before the first sync
 	connected atomic.Bool
+	// streaming is the master the current session streams from (nil:
+	// none), published with connected.
+	streaming atomic.Pointer[string]
 	status    atomic.Pointer[status]
 
 	fullSyncs      atomic.Uint64
@@ -225,6 +228,7 @@ func (l *Link) Run(ctx context.Context) error {
 	for {
 		streamed, err := r.session(ctx)
 		l.connected.Store(false)
+		l.streaming.Store(nil)
 		if ctx.Err() != nil {
 			l.setStatus(func(s *status) { s.state = StateDown })
 			return nil
@@ -340,6 +344,13 @@ func (l *Link) Position() (replid string, offset int64) {
 
 // Connected reports whether the link is following the stream right now.
 func (l *Link) Connected() bool { return l.connected.Load() }
+
+// StreamingFrom reports whether the link follows addr's stream right now
+// (not a session to the master before, still ending).
+func (l *Link) StreamingFrom(addr string) bool {
+	p := l.streaming.Load()
+	return p != nil && *p == addr
+}
 
 // TimeAt returns when the link received the stream byte at offset off+1,
 // i.e. when the master's offset first went past off (as seen from here: a
@@ -664,6 +675,7 @@ func (r *runner) session(ctx context.Context) (streamed bool, err error) {
 		s.lastSync = time.Now()
 	})
 	l.connected.Store(true)
+	l.streaming.Store(&addr)
 	return true, r.stream()
 }
 
