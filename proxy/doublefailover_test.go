@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/replproxy/replproxy/internal/redistest"
 	"github.com/replproxy/replproxy/resp"
 	"github.com/replproxy/replproxy/router"
 )
@@ -63,17 +64,9 @@ const (
 )
 
 func doubleFailover(t *testing.T, mode secondReplica) {
-	topo, sentinels := sentinelTopology(t)
-	srv := sentinelProxy(t, sentinels, Config{ReplicationBacklogBytes: 64 << 20})
+	topo, srv, c := replayTopology(t, 30*time.Second)
 	ctx := context.Background()
-	// Requests wait for the replays: megabytes under -race.
-	c := client(t, srv.Addr(), &redis.Options{MaxRetries: -1, ReadTimeout: 30 * time.Second})
 	r1, r2 := topo.Replicas[0], topo.Replicas[1]
-	waitEligible(t, srv, 2)
-	// Sentinel prefers the lower replica-priority: R1 goes first.
-	if err := r2.Client().ConfigSet(ctx, "replica-priority", "200").Err(); err != nil {
-		t.Fatal(err)
-	}
 	var keys, fillers []string
 	incr := func(prefix string, n int) { keys = append(keys, incrEach(t, c, prefix, n)...) }
 	if mode == neverFollowed {
@@ -286,15 +279,9 @@ func TestAroundVoids(t *testing.T) {
 // had moved on to R2, and the writes it carried were lost.
 func TestReplayCommittedAfterSwitchRunsAgain(t *testing.T) {
 	t.Parallel()
-	topo, sentinels := sentinelTopology(t)
-	srv := sentinelProxy(t, sentinels, Config{ReplicationBacklogBytes: 64 << 20})
+	topo, srv, c := replayTopology(t, 60*time.Second)
 	ctx := context.Background()
-	c := client(t, srv.Addr(), &redis.Options{MaxRetries: -1, ReadTimeout: 60 * time.Second})
 	r1, r2 := topo.Replicas[0], topo.Replicas[1]
-	waitEligible(t, srv, 2)
-	if err := r2.Client().ConfigSet(ctx, "replica-priority", "200").Err(); err != nil {
-		t.Fatal(err)
-	}
 	var keys []string
 	incr := func(prefix string, n int) { keys = append(keys, incrEach(t, c, prefix, n)...) }
 	incr("a", 100)
@@ -358,4 +345,20 @@ func countOnce(node *redis.Client, keys []string) (lost, twice int) {
 		}
 	}
 	return lost, twice
+}
+
+// replayTopology starts a master, R1 and R2 (Sentinel's second choice:
+// it prefers the lower replica-priority) under 3 Sentinels, a proxy with a
+// 64 MB backlog in front, and a client of it whose reads wait up to
+// readTimeout (requests wait for the replays: megabytes under -race).
+func replayTopology(t *testing.T, readTimeout time.Duration) (*redistest.Topology, *Server, *redis.Client) {
+	t.Helper()
+	topo, sentinels := sentinelTopology(t)
+	srv := sentinelProxy(t, sentinels, Config{ReplicationBacklogBytes: 64 << 20})
+	c := client(t, srv.Addr(), &redis.Options{MaxRetries: -1, ReadTimeout: readTimeout})
+	waitEligible(t, srv, 2)
+	if err := topo.Replicas[1].Client().ConfigSet(context.Background(), "replica-priority", "200").Err(); err != nil {
+		t.Fatal(err)
+	}
+	return topo, srv, c
 }

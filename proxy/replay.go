@@ -186,20 +186,9 @@ func (s *Server) beforeSwitch(sw router.Switch) {
 		// split (takeSuffix) supersedes any still waiting from the switch
 		// before, which started at the old master's lower split: the new
 		// master has part of that already.
-		keep := q.jobs[:0]
-		for _, j := range q.jobs {
-			if j.markerID != sw.HeldID {
-				keep = append(keep, j)
-			}
-		}
-		q.jobs = keep
-		keep = q.held[:0]
-		for _, j := range q.held {
-			if j.markerID != sw.HeldID {
-				keep = append(keep, j)
-			}
-		}
-		q.held = keep
+		superseded := func(j *replayJob) bool { return j.markerID == sw.HeldID }
+		q.jobs = slices.DeleteFunc(q.jobs, superseded)
+		q.held = slices.DeleteFunc(q.held, superseded)
 	}
 	for _, j := range q.held {
 		if !sw.Continues {
