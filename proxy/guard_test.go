@@ -347,6 +347,78 @@ func TestEmptyMasterGuardWithSentinel(t *testing.T) {
 	t.Logf("with Sentinel: data served %v after the restart; master %s", served.Sub(restarted).Round(time.Millisecond), master)
 }
 
+// The replica the guard had promoted restarts with its configuration's
+// replicaof line, naming the old master, which the guard made a replica of
+// it: each waits on the other (NOMASTERLINK) and Sentinel, its master
+// answering as a replica, passes over replicas whose link is down longer
+// than ten times down-after-milliseconds: no master, ever (a chaos run's
+// end state). The guard judges a master restarted as a replica like one
+// restarted empty: the most advanced parked replica is promoted, and
+// every key written before and after the first incident is kept.
+func TestEmptyMasterGuardPromotedRestartsAsReplica(t *testing.T) {
+	t.Parallel()
+	topo, sentinels := sentinelTopology(t)
+	srv := sentinelProxy(t, sentinels, Config{})
+	loadKeys(t, topo, 1000)
+	waitGuardArmed(t, srv)
+	restartEmpty(topo, 0)
+	dataServed(t, srv, 1000, 20*time.Second)
+	keysEverywhere(t, topo, 1000)
+	promoted := nodeByAddr(topo, srv.mon.Master())
+	if promoted == nil || promoted == topo.Master {
+		t.Fatalf("the guard promoted %q, not a replica", srv.mon.Master())
+	}
+	ctx := context.Background()
+	c := client(t, srv.Addr(), &redis.Options{MaxRetries: -1})
+	for i := range 200 {
+		if err := c.Set(ctx, "after:"+strconv.Itoa(i), i, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every node on the promoted one's history, with its writes.
+	waitFor(t, "every node a replica of the promoted one, in sync", 20*time.Second, func() bool {
+		want := promoted.Info(t, "replication")["master_repl_offset"]
+		for _, n := range append([]*redistest.Node{topo.Master}, topo.Replicas...) {
+			if n == promoted {
+				continue
+			}
+			info := n.Info(t, "replication")
+			if info["master_port"] != strconv.Itoa(promoted.Port()) || info["master_link_status"] != "up" || info["master_repl_offset"] != want {
+				return false
+			}
+		}
+		return true
+	})
+	first := srv.mon.Guard().Incident
+	promoted.Restart()
+	info := promoted.Info(t, "replication")
+	if info["role"] != "slave" || info["master_port"] != strconv.Itoa(topo.Master.Port()) {
+		t.Fatalf("the restarted node is not a replica of the old master: %v", info)
+	}
+	if err := writeAccepted(srv, 30*time.Second); err != nil {
+		t.Fatalf("no write accepted 30 s after the promoted replica restarted as a replica: %v; guard: %+v; topology: %s",
+			err, srv.mon.Guard().Incident, describeSnap(srv.topo.Load()))
+	}
+	second := srv.mon.Guard().Incident
+	if second == nil || second.Started.Equal(first.Started) || !strings.Contains(second.Outcome, "a new master holds the data") {
+		t.Fatalf("no second incident promoted a replica: %+v", second)
+	}
+	master := nodeByAddr(topo, srv.mon.Master())
+	if master == nil || master == promoted {
+		t.Fatalf("master %q after the second incident", srv.mon.Master())
+	}
+	if err := allKeys(ctx, master.Client(), 1000); err != nil {
+		t.Fatalf("the new master %s lost keys of the first 1000: %v", master, err)
+	}
+	for i := range 200 {
+		if v, err := master.Client().Get(ctx, "after:"+strconv.Itoa(i)).Result(); err != nil || v != strconv.Itoa(i) {
+			t.Fatalf("the new master %s lost after:%d (%q, %v): a write acknowledged by the first promoted master", master, i, v, err)
+		}
+	}
+	keysEverywhere(t, topo, 1200)
+	t.Logf("second incident: %+v", second)
+}
+
 // Two proxies in front of one deployment: both keep the data and converge
 // on the same master, which then stays put.
 func TestEmptyMasterGuardTwoProxies(t *testing.T) {

@@ -279,12 +279,32 @@ func (m *Monitor) guardMasterLocked(st *router.NodeState) {
 		inc.noteLocked(time.Now().Format("15:04:05.000") + " no master switch " + m.promoteWait().String() + " after SENTINEL FAILOVER: judging again")
 		inc.phase, inc.Promoted, inc.sentinelAsked, inc.askedAt = phaseParked, "", false, time.Time{}
 	}
-	if inc == nil || inc.phase != phaseParked || st.Loading || st.Role != "master" {
+	if inc == nil || inc.phase != phaseParked || st.Loading {
+		return
+	}
+	asReplica := restartedAsReplica(&inc.old, st)
+	if st.Role != "master" && !asReplica {
 		return
 	}
 	cont, _ := continuity(inc.ReplID, st)
 	best, bestKeys := m.successorLocked(inc)
 	switch {
+	case asReplica && best == "" && historyGone(inc.ReplID, m.parkedStatesLocked(inc)):
+		// As below, with no master to point anything at.
+		m.closeIncidentLocked(inc, "the master restarted as a replica and every parked replica restarted on a new history since: no node holds the old data")
+	case asReplica && best == "":
+		m.log.Debug("EMPTY-MASTER GUARD: the master restarted as a replica; waiting until every replica is seen parked", "master", st.Addr)
+	case asReplica:
+		inc.phase = phasePromoting
+		inc.Promoted = best
+		m.log.Warn("EMPTY-MASTER GUARD: the master restarted as a REPLICA (its configuration names a master); promoting the most advanced replica",
+			"master", st.Addr, "its_replid", st.ReplID, "its_offset", st.Offset,
+			"replica", best, "keys_on_replica", bestKeys, "old_replid", inc.ReplID)
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.promote(inc, best, st.Addr)
+		}()
 	case cont:
 		m.closeIncidentLocked(inc, "the master came back on its history: replicas resumed from it")
 		m.unparkLocked(inc, st.Addr)
@@ -323,6 +343,22 @@ func (m *Monitor) guardMasterLocked(st *router.NodeState) {
 			m.promote(inc, best, st.Addr)
 		}()
 	}
+}
+
+// restartedAsReplica: the lost master answers again as a replica, from a
+// new process (a new run_id; the same one is a demotion, Sentinel's or an
+// operator's, whose switch the follower sees). Its configuration named a
+// master: a promoted replica restarted with its replicaof line, pointing
+// at the old master, which the guard or Sentinel had made a replica of it
+// (a chaos run). Nothing else breaks that loop: each refuses the other's
+// sync (NOMASTERLINK), and Sentinel, seeing its master answer as a
+// replica, passes over replicas whose link has been down longer than ten
+// times down-after-milliseconds, which these soon are: it never fails
+// over. Whatever history it reloaded, it is no longer the master, so it
+// is judged as an empty master is: the most advanced parked replica is
+// promoted.
+func restartedAsReplica(old, st *router.NodeState) bool {
+	return st.Role == "replica" && old.RunID != "" && st.RunID != "" && st.RunID != old.RunID
 }
 
 // successorLocked is the replica to promote: reachable, parked, on the old
@@ -506,9 +542,10 @@ func (m *Monitor) guardSwitchedLocked(to string) {
 	if inc == nil {
 		return
 	}
-	if inc.Promoted == "" {
-		inc.Promoted = to
-	}
+	// The node that holds the data now: Sentinel's choice where it made
+	// one (its order, priority then offset then run ID, can differ from
+	// the guard's among equals).
+	inc.Promoted = to
 	// Published by the switch itself, after its BeforeSwitch hook: the
 	// new master must not be visible before the proxy is ready for it.
 	m.endIncidentLocked(inc, "a new master holds the data: "+to)
@@ -644,6 +681,9 @@ func (m *Monitor) watchMaster(ctx context.Context) {
 			return
 		}
 		var ne net.Error
+		if errors.Is(err, errWatchSwitched) {
+			continue // the master changed: watch the new one
+		}
 		if errors.As(err, &ne) && ne.Timeout() {
 			// Slow, not dead (a loaded machine, a long command): only
 			// the connection's end says the process is gone.
@@ -687,6 +727,14 @@ func (m *Monitor) watchOnce(ctx context.Context, addr string) error {
 		}
 	}
 	for {
+		if m.Master() != addr {
+			// A switch: a connection left on the old master would see its
+			// end, not the new master's, and a promoted replica that then
+			// restarts would go unseen (a chaos run: it came back a replica
+			// of the old master, itself a replica of it, and nothing broke
+			// the loop).
+			return errWatchSwitched
+		}
 		if err := watchRoundTrip(conn, r, m.cfg.Timeout, "PING"); err != nil {
 			return err
 		}
@@ -699,6 +747,9 @@ func (m *Monitor) watchOnce(ctx context.Context, addr string) error {
 		}
 	}
 }
+
+// errWatchSwitched ends a watch whose node is no longer the master.
+var errWatchSwitched = errors.New("the master changed")
 
 // watchRoundTrip sends one command and reads a one-line reply.
 func watchRoundTrip(conn net.Conn, r *bufio.Reader, timeout time.Duration, args ...string) error {

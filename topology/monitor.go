@@ -351,11 +351,13 @@ func (m *Monitor) updateMasterLocked(f map[string]string, start time.Time, err e
 		m.persists[st.Addr] = true
 	}
 	m.auditLocked(st)
-	if m.inc == nil && m.cfg.Guard && prev.RunID != "" && st.RunID != prev.RunID && st.Role == "master" {
+	if m.inc == nil && m.cfg.Guard && prev.RunID != "" && st.RunID != prev.RunID {
 		// A restart the guard's EOF watch missed (it was reconnecting):
-		// park now, judge at the next poll.
-		if cont, _ := continuity(prev.ReplID, st); !cont {
-			m.masterLostLocked("the master restarted (run_id changed) on a new history", &prev)
+		// park now, judge at the next poll. One that came back a replica
+		// is lost as a master whatever history it reloaded (see
+		// restartedAsReplica).
+		if cont, _ := continuity(prev.ReplID, st); st.Role == "replica" || !cont {
+			m.masterLostLocked("the master restarted (run_id changed) as a "+st.Role+" on history "+st.ReplID, &prev)
 		}
 	}
 	if m.inc != nil {
@@ -622,11 +624,15 @@ func (m *Monitor) switchLocked(addr, cause string, f map[string]string) bool {
 	// continues is the incident's, the one every acknowledged write (and
 	// every fence) belongs to. Writes on the empty master were refused
 	// while the guard acted, so no fence names its history.
-	oldID := old.ReplID
+	// The guard's master as it was before it was lost, too: what it
+	// answers now (empty, or a replica restarted on an older history)
+	// says nothing of the history it held (its replid2 for a double
+	// failover).
+	oldID, oldState := old.ReplID, &old
 	if m.inc != nil && m.inc.ReplID != "" {
-		oldID = m.inc.ReplID
+		oldID, oldState = m.inc.ReplID, &m.inc.old
 	}
-	cont, split, held, heldTo, diverged := switchContinuity(oldID, &old, &next)
+	cont, split, held, heldTo, diverged := switchContinuity(oldID, oldState, &next)
 	m.master = next
 	m.masterParent = ""
 	m.masterRunID = next.RunID
