@@ -185,6 +185,9 @@ func (b *backend) onClose(err error) {
 	if b.pool.replica {
 		b.l.demote(b.pool, "connection lost")
 	} else if b.pool == b.l.master && !b.closedByUs {
+		if *b.l.srv.cfg.EmptyMasterGuard {
+			b.l.masterLostAt, b.l.masterLostAddr = time.Now(), b.pool.addr
+		}
 		go b.l.srv.mon.Suspect(b.pool.addr, false) // takes the monitor's lock: not on the loop
 	}
 	b.detach()

@@ -169,7 +169,9 @@ type Config struct {
 	// guard.go): nil means on. GuardParkAddr is where it parks replicas
 	// (host:port where nothing listens); "" means 127.0.0.1:1.
 	EmptyMasterGuard *bool
-	GuardParkAddr    string
+	// noMasterWatch: tests only (topology.Config.NoMasterWatch).
+	noMasterWatch bool
+	GuardParkAddr string
 
 	// Logger receives the proxy's logs. Nil means slog.Default().
 	Logger *slog.Logger

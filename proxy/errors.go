@@ -31,7 +31,10 @@ const (
 	// errGuarding: the master's history is in doubt (it restarted, maybe
 	// empty) and nothing may run on it until the guard has decided.
 	// TRYAGAIN is the prefix Redis uses for "not now, retry".
-	errGuarding = "TRYAGAIN replproxy: the master was lost and the empty-master guard is protecting the replicas' data; retry shortly"
+	// errMasterUnconfirmed: the master connection was lost and the
+	// control plane has not seen the master answer since (gate.go).
+	errMasterUnconfirmed = "TRYAGAIN replproxy: the connection to the master was lost and the master has not answered the proxy since; retry shortly"
+	errGuarding          = "TRYAGAIN replproxy: the master was lost and the empty-master guard is protecting the replicas' data; retry shortly"
 	// errNoMasterKnown follows errBackendDown: no Sentinel has named a
 	// master that answers as one yet.
 	errNoMasterKnown = "no master known yet (waiting for Sentinel)"

@@ -53,6 +53,13 @@ func (s *session) gate() (pass, consumed bool) {
 			s.l.gateWaiters = append(s.l.gateWaiters, s)
 			return false, false
 		}
+		if snap := s.l.srv.topo.Load(); snap != nil && s.l.masterUnconfirmed(snap) {
+			// Still not seen again: the write is not sent (see
+			// masterUnconfirmed), and nothing was executed.
+			s.holdDeadline = time.Time{}
+			s.localError(errMasterUnconfirmed)
+			return false, true
+		}
 	}
 	s.holdDeadline = time.Time{}
 	need := s.srv.cfg.MinReplicasToWrite

@@ -419,6 +419,40 @@ func TestEmptyMasterGuardPromotedRestartsAsReplica(t *testing.T) {
 	t.Logf("second incident: %+v", second)
 }
 
+// The guard's EOF watch has not seen the master die (left out here; on a
+// loaded machine it can be late) while 16 clients write: the loops redial
+// the restarted, empty master within milliseconds, before the next poll.
+// Writes wait until a poll has seen the master again, which finds the new
+// run_id and opens the incident: nothing lands on the empty node, the
+// guard promotes a replica, and no acknowledged write or loaded key is
+// lost. Without the wait, the writes reached the empty node first and the
+// guard, finding keys on it, unparked the replicas onto it.
+func TestEmptyMasterGuardWritesWaitForPoll(t *testing.T) {
+	t.Parallel()
+	topo := redistest.Start(t, redistest.Options{Replicas: 2})
+	srv := startProxy(t, Config{Master: topo.Master.Addr(), noMasterWatch: true})
+	loadKeys(t, topo, 1000)
+	waitGuardArmed(t, srv)
+	load := startSeqLoad(t, srv.Addr(), 16, 0)
+	for load.acks() < 2000 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	restartEmpty(topo, 0)
+	waitSnapshot(t, srv, "the guard's promotion", func(s *router.Snapshot) bool { return s.MasterGen >= 2 })
+	load.waitAcksAfter(t, time.Now(), "the promotion")
+	load.halt()
+	master := nodeByAddr(topo, srv.mon.Master())
+	acked, lost := load.verify(t, master.Client())
+	inc := srv.mon.Guard().Incident
+	t.Logf("%d acknowledged, %d lost; guard: %+v", acked, lost, inc)
+	if lost != 0 {
+		t.Errorf("%d of %d acknowledged writes lost", lost, acked)
+	}
+	if err := allKeys(context.Background(), master.Client(), 1000); err != nil {
+		t.Errorf("the new master %s lost loaded keys: %v", master, err)
+	}
+}
+
 // Two proxies in front of one deployment: both keep the data and converge
 // on the same master, which then stays put.
 func TestEmptyMasterGuardTwoProxies(t *testing.T) {

@@ -26,6 +26,11 @@ type loop struct {
 	switchTask    gnet.Runnable
 	switchWaiters []*session
 	redirects     []redirected
+	// masterLostAt: the loop's connection to the master (masterLostAddr)
+	// closed, not by the proxy, and the control plane has not answered for
+	// that master since (masterUnconfirmed).
+	masterLostAt   time.Time
+	masterLostAddr string
 	// witnessWaits are write replies waiting for the replication link to
 	// hold their bytes; witnessNeed (read by the link's goroutine) is the
 	// lowest fence among them, 0 for none; witnessWake dedups wake-ups.

@@ -148,7 +148,7 @@ func New(cfg Config) (*Server, error) {
 		SentinelUser: cfg.SentinelUser, SentinelPassword: cfg.SentinelPassword, SentinelTLS: cfg.SentinelTLS,
 		User: cfg.UpstreamUser, Password: cfg.UpstreamPassword, TLS: cfg.UpstreamTLS,
 		PollInterval: cfg.PollInterval, Timeout: cfg.HealthTimeout, HoldMax: cfg.FailoverHold,
-		Guard: *cfg.EmptyMasterGuard, ParkAddr: cfg.GuardParkAddr,
+		Guard: *cfg.EmptyMasterGuard, ParkAddr: cfg.GuardParkAddr, NoMasterWatch: cfg.noMasterWatch,
 		Logger:           cfg.Logger,
 		Publish:          s.publish,
 		LagMs:            s.lagMs,

@@ -54,6 +54,10 @@ type Config struct {
 	// listens); "" means 127.0.0.1:1.
 	Guard    bool
 	ParkAddr string
+	// NoMasterWatch leaves the guard's EOF watch out, so it learns of a
+	// restart from polls alone: for tests of what must hold while the
+	// watch has not yet seen the EOF (on a loaded machine it can be late).
+	NoMasterWatch bool
 
 	// Logger receives topology events. Nil means slog.Default().
 	Logger *slog.Logger

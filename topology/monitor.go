@@ -132,7 +132,7 @@ func (m *Monitor) Start(ctx context.Context) {
 			m.sentinel.run(ctx)
 		}()
 	}
-	if m.cfg.Guard {
+	if m.cfg.Guard && !m.cfg.NoMasterWatch {
 		m.wg.Add(1)
 		go m.watchMaster(ctx)
 	}
