@@ -169,9 +169,7 @@ type Config struct {
 	// guard.go): nil means on. GuardParkAddr is where it parks replicas
 	// (host:port where nothing listens); "" means 127.0.0.1:1.
 	EmptyMasterGuard *bool
-	// noMasterWatch: tests only (topology.Config.NoMasterWatch).
-	noMasterWatch bool
-	GuardParkAddr string
+	GuardParkAddr    string
 
 	// Logger receives the proxy's logs. Nil means slog.Default().
 	Logger *slog.Logger

@@ -430,7 +430,7 @@ func TestEmptyMasterGuardPromotedRestartsAsReplica(t *testing.T) {
 func TestEmptyMasterGuardWritesWaitForPoll(t *testing.T) {
 	t.Parallel()
 	topo := redistest.Start(t, redistest.Options{Replicas: 2})
-	srv := startProxy(t, Config{Master: topo.Master.Addr(), noMasterWatch: true})
+	srv := startProxyKnobs(t, Config{Master: topo.Master.Addr()}, testKnobs{noMasterWatch: true})
 	loadKeys(t, topo, 1000)
 	waitGuardArmed(t, srv)
 	load := startSeqLoad(t, srv.Addr(), 16, 0)

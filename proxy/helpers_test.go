@@ -25,6 +25,12 @@ func startProxy(t *testing.T, cfg Config) *Server {
 // startProxyTB is startProxy for any testing.TB (a fuzz target's F).
 func startProxyTB(t testing.TB, cfg Config) *Server {
 	t.Helper()
+	return startProxyKnobs(t, cfg, testKnobs{})
+}
+
+// startProxyKnobs is startProxy with test knobs.
+func startProxyKnobs(t testing.TB, cfg Config, knobs testKnobs) *Server {
+	t.Helper()
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:0"
 	}
@@ -35,7 +41,7 @@ func startProxyTB(t testing.TB, cfg Config) *Server {
 		}
 		cfg.Logger = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	srv, err := New(cfg)
+	srv, err := newServer(cfg, knobs)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

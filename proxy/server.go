@@ -115,7 +115,15 @@ type Server struct {
 }
 
 // New checks cfg, fills in defaults and returns a Server ready to Serve.
-func New(cfg Config) (*Server, error) {
+func New(cfg Config) (*Server, error) { return newServer(cfg, testKnobs{}) }
+
+// testKnobs change what tests need changed and no deployment may: kept out
+// of Config, which the command line and reload reflect over.
+type testKnobs struct {
+	noMasterWatch bool // topology.Config.NoMasterWatch
+}
+
+func newServer(cfg Config, knobs testKnobs) (*Server, error) {
 	if cfg.Master == "" && len(cfg.Sentinels) == 0 {
 		return nil, ErrProxyNoMaster
 	}
@@ -148,7 +156,7 @@ func New(cfg Config) (*Server, error) {
 		SentinelUser: cfg.SentinelUser, SentinelPassword: cfg.SentinelPassword, SentinelTLS: cfg.SentinelTLS,
 		User: cfg.UpstreamUser, Password: cfg.UpstreamPassword, TLS: cfg.UpstreamTLS,
 		PollInterval: cfg.PollInterval, Timeout: cfg.HealthTimeout, HoldMax: cfg.FailoverHold,
-		Guard: *cfg.EmptyMasterGuard, ParkAddr: cfg.GuardParkAddr, NoMasterWatch: cfg.noMasterWatch,
+		Guard: *cfg.EmptyMasterGuard, ParkAddr: cfg.GuardParkAddr, NoMasterWatch: knobs.noMasterWatch,
 		Logger:           cfg.Logger,
 		Publish:          s.publish,
 		LagMs:            s.lagMs,
