@@ -76,6 +76,9 @@ type incident struct {
 	// Sentinel for the failover, at askedAt.
 	sentinelAsked bool
 	askedAt       time.Time
+	// inprog: Sentinel answered -INPROG, a failover of its own under way
+	// (asked again soon: see promoteWait).
+	inprog bool
 	// reparked: when each replica was last parked again (guardReplicaLocked).
 	reparked map[string]time.Time
 }
@@ -271,19 +274,23 @@ func (m *Monitor) parkedAt(addr string) bool {
 	return st != nil && st.Parked
 }
 
-// guardMasterLocked judges a master that answers again during an incident.
-func (m *Monitor) guardMasterLocked(st *router.NodeState) {
+// guardMasterLocked judges a master that answers again during an
+// incident; parent is the node it replicates from when it answers as a
+// replica.
+func (m *Monitor) guardMasterLocked(st *router.NodeState, parent string) {
 	inc := m.inc
-	if inc != nil && promotionStalled(inc.phase, inc.sentinelAsked, inc.askedAt, time.Now(), m.promoteWait()) {
+	if inc != nil && promotionStalled(inc.phase, inc.sentinelAsked, inc.askedAt, time.Now(), m.promoteWait(inc.inprog)) {
 		m.log.Warn("EMPTY-MASTER GUARD: Sentinel's failover switched no master; judging again", "asked", inc.askedAt, "replica", inc.Promoted)
-		inc.noteLocked(time.Now().Format("15:04:05.000") + " no master switch " + m.promoteWait().String() + " after SENTINEL FAILOVER: judging again")
-		inc.phase, inc.Promoted, inc.sentinelAsked, inc.askedAt = phaseParked, "", false, time.Time{}
+		inc.noteLocked(time.Now().Format("15:04:05.000") + " no master switch " + m.promoteWait(inc.inprog).String() + " after SENTINEL FAILOVER: judging again")
+		inc.phase, inc.Promoted, inc.sentinelAsked, inc.askedAt, inc.inprog = phaseParked, "", false, time.Time{}, false
 	}
 	if inc == nil || inc.phase != phaseParked || st.Loading {
 		return
 	}
-	asReplica := restartedAsReplica(&inc.old, st)
+	asReplica := restartedAsReplica(&inc.old, st) && !m.holdsHistoryLocked(parent, inc.ReplID)
 	if st.Role != "master" && !asReplica {
+		// A replica of a master that holds the history (another proxy's
+		// guard, or Sentinel, promoted it): the switch follows it.
 		return
 	}
 	cont, _ := continuity(inc.ReplID, st)
@@ -298,12 +305,24 @@ func (m *Monitor) guardMasterLocked(st *router.NodeState) {
 		inc.phase = phasePromoting
 		inc.Promoted = best
 		m.log.Warn("EMPTY-MASTER GUARD: the master restarted as a REPLICA (its configuration names a master); promoting the most advanced replica",
-			"master", st.Addr, "its_replid", st.ReplID, "its_offset", st.Offset,
+			"master", st.Addr, "its_master", parent, "its_replid", st.ReplID, "its_offset", st.Offset,
 			"replica", best, "keys_on_replica", bestKeys, "old_replid", inc.ReplID)
+		lost := st.Addr // st is m.master: a switch rewrites it
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
-			m.promote(inc, best, st.Addr)
+			if m.parentPromoted(parent, inc.ReplID) {
+				// What the proxy knew of its parent was older than the
+				// poll of the master: it is a successor already. Judged
+				// again at the next poll, which knows it.
+				m.mu.Lock()
+				if m.inc == inc && inc.phase == phasePromoting {
+					inc.phase, inc.Promoted = phaseParked, ""
+				}
+				m.mu.Unlock()
+				return
+			}
+			m.promote(inc, best, lost)
 		}()
 	case cont:
 		m.closeIncidentLocked(inc, "the master came back on its history: replicas resumed from it")
@@ -337,12 +356,42 @@ func (m *Monitor) guardMasterLocked(st *router.NodeState) {
 		m.log.Warn("EMPTY-MASTER GUARD: the master restarted EMPTY on a new history; promoting the most advanced replica",
 			"master", st.Addr, "keys_on_master", st.Keys, "replica", best, "keys_on_replica", bestKeys,
 			"old_replid", inc.ReplID, "new_replid", st.ReplID)
+		empty := st.Addr // st is m.master: a switch rewrites it
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
-			m.promote(inc, best, st.Addr)
+			m.promote(inc, best, empty)
 		}()
 	}
+}
+
+// holdsHistoryLocked reports whether addr is a node the proxy polls that
+// runs as a master on a history continuing replid: a successor someone
+// already promoted (Sentinel, or the guard of another proxy in front of
+// the same deployment, which then points the old master at it).
+func (m *Monitor) holdsHistoryLocked(addr, replid string) bool {
+	st := m.replicas[addr]
+	if st == nil || st.Role != "master" {
+		return false
+	}
+	cont, _ := continuity(replid, st)
+	return cont
+}
+
+// parentPromoted asks addr itself whether it runs as a master on a
+// history continuing replid (holdsHistoryLocked, first-hand).
+func (m *Monitor) parentPromoted(addr, replid string) bool {
+	if addr == "" {
+		return false
+	}
+	info, err := nodeInfo(m.ctx, addr, m.nodeOptions(), m.cfg.Timeout)
+	if err != nil || roleName(info["role"]) != "master" {
+		return false
+	}
+	st := router.NodeState{Addr: addr}
+	applyInfo(&st, info)
+	cont, _ := continuity(replid, &st)
+	return cont
 }
 
 // restartedAsReplica: the lost master answers again as a replica, from a
@@ -356,7 +405,9 @@ func (m *Monitor) guardMasterLocked(st *router.NodeState) {
 // times down-after-milliseconds, which these soon are: it never fails
 // over. Whatever history it reloaded, it is no longer the master, so it
 // is judged as an empty master is: the most advanced parked replica is
-// promoted.
+// promoted. Unless it replicates from a node that already holds the
+// history as a master (holdsHistoryLocked): then a successor exists, and
+// a second promotion would only make another failover.
 func restartedAsReplica(old, st *router.NodeState) bool {
 	return st.Role == "replica" && old.RunID != "" && st.RunID != "" && st.RunID != old.RunID
 }
@@ -454,7 +505,21 @@ func chooseSuccessor(cands []router.NodeState) (string, int64) {
 // before the guard judges again (promotionStalled). Generous: a failover
 // under load took 10.5 s in TestChaos, and asking a Sentinel that is not
 // leading the one under way starts a second, competing failover.
-func (m *Monitor) promoteWait() time.Duration { return max(30*time.Second, 10*m.cfg.Timeout) }
+//
+// After -INPROG, a second: the failover under way is Sentinel's own (its
+// master was down past down-after-milliseconds), and it may never
+// complete (its choice was parked, and it waits failover-timeout before it
+// aborts). Meanwhile the parked replicas' links age, and Sentinel passes
+// over a replica whose link has been down longer than ten times
+// down-after-milliseconds: waiting the full time made every Sentinel
+// answer NOGOODSLAVE (TestEmptyMasterGuardPromotedRestartsAsReplica).
+// Asking again while it runs costs another -INPROG.
+func (m *Monitor) promoteWait(inprog bool) time.Duration {
+	if inprog {
+		return time.Second
+	}
+	return max(30*time.Second, 10*m.cfg.Timeout)
+}
 
 // promote makes best the master (see above). It runs on its own goroutine.
 func (m *Monitor) promote(inc *incident, best, empty string) {
@@ -469,7 +534,7 @@ func (m *Monitor) promote(inc *incident, best, empty string) {
 			m.recordAction(inc, "sentinel_failover", s, err)
 			if err == nil || strings.HasPrefix(err.Error(), "INPROG") {
 				m.mu.Lock()
-				inc.sentinelAsked, inc.askedAt = true, time.Now()
+				inc.sentinelAsked, inc.askedAt, inc.inprog = true, time.Now(), err != nil
 				m.mu.Unlock()
 				m.sentinel.kickNow()
 				return

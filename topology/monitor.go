@@ -361,7 +361,7 @@ func (m *Monitor) updateMasterLocked(f map[string]string, start time.Time, err e
 		}
 	}
 	if m.inc != nil {
-		m.guardMasterLocked(st)
+		m.guardMasterLocked(st, resolveParent(parentOf(f), m.knownAddrsLocked(), sameHostPort))
 	}
 	if st.RunID != m.masterRunID {
 		// A new master process (restart, failover): its commands, modules
