@@ -177,11 +177,23 @@ func (l *seqLoad) verify(t *testing.T, node *redis.Client) (acked, lost int) {
 			}
 			have[n] = true
 		}
+		var missing []int64
 		for _, n := range l.acked[i] {
 			acked++
 			if !have[n] {
 				lost++
+				missing = append(missing, n)
 			}
+		}
+		if len(missing) > 0 && lost-len(missing) < 8 {
+			// Where in the sequence: the last writes before a switch, or a
+			// gap in the middle, tells which path lost them.
+			top := int64(0)
+			for n := range have {
+				top = max(top, n)
+			}
+			t.Logf("%s: acknowledged but missing %v (of %d acknowledged; the list holds %d, up to %d)",
+				key, missing[:min(len(missing), 8)], len(l.acked[i]), len(vals), top)
 		}
 	}
 	return acked, lost

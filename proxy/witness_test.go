@@ -121,6 +121,9 @@ func witnessScenario(t *testing.T, proxies int, cfg Config) witnessResult {
 		res.errs += l.errs.Load()
 	}
 	for _, srv := range srvs {
+		if sw := srv.lastSwitch.Load(); sw != nil {
+			t.Logf("proxy %s: last switch %+v", srv.Addr(), *sw)
+		}
 		res.switches = max(res.switches, int64(srv.topo.Load().MasterGen-1))
 		t.Logf("proxy %s: %d switches; %s; lost bytes %d; witness waits %d, timeouts %d",
 			srv.Addr(), srv.topo.Load().MasterGen-1, lastReplay(srv), srv.replays.lostBytes.Load(),
