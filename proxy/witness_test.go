@@ -125,10 +125,11 @@ func witnessScenario(t *testing.T, proxies int, cfg Config) witnessResult {
 			t.Logf("proxy %s: last switch %+v", srv.Addr(), *sw)
 		}
 		res.switches = max(res.switches, int64(srv.topo.Load().MasterGen-1))
-		t.Logf("proxy %s: %d switches; %s; lost bytes %d; witness waits %d, timeouts %d",
+		t.Logf("proxy %s: %d switches; %s; lost bytes %d; witness waits %d, timeouts %d, released with the link down %d",
 			srv.Addr(), srv.topo.Load().MasterGen-1, lastReplay(srv), srv.replays.lostBytes.Load(),
 			sumLoops(srv, func(l *loop) int64 { return l.stats.witnessWaited.Load() }),
-			sumLoops(srv, func(l *loop) int64 { return l.stats.witnessTimeouts.Load() }))
+			sumLoops(srv, func(l *loop) int64 { return l.stats.witnessTimeouts.Load() }),
+			sumLoops(srv, func(l *loop) int64 { return l.stats.witnessOff.Load() }))
 	}
 	return res
 }
