@@ -220,8 +220,8 @@ func (s *Server) beforeSwitch(sw router.Switch) {
 		// running onto the old master: the diverged switch's two jobs
 		// replace it (the new master's own split lies beyond it, and the
 		// old master's writes after its replay, if it committed, are the
-		// second job). Run again as well, its range ran twice (a test run:
-		// 200 of 400 writes twice).
+		// second job). Were it run again as well, part of its range would
+		// run twice (a test run: 200 of 400 writes twice).
 		q.current.superseded = true
 	case q.current != nil:
 		// The job running now may commit on the master just replaced
