@@ -383,11 +383,36 @@ func (s *Server) shutdown() {
 	}
 	if n := s.inflight(); n > 0 {
 		s.log.Warn("shutdown deadline reached with requests in flight", "requests", n)
+	} else {
+		s.loopBarrier(time.Second)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := s.eng.Stop(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		s.log.Warn("engine stop", "err", err)
+	}
+}
+
+// loopBarrier waits until every loop has run one task queued now: a loop
+// counts a request out of inflight and writes its reply in one task, so
+// after the barrier no reply counted out is still unwritten (a CI run's
+// client got EOF instead of the reply its shutdown had waited for).
+func (s *Server) loopBarrier(d time.Duration) {
+	var wg sync.WaitGroup
+	for _, l := range *s.loopLst.Load() {
+		wg.Add(1)
+		if err := l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			wg.Done()
+			return nil
+		})); err != nil {
+			wg.Done()
+		}
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
 	}
 }
 
