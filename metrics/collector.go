@@ -140,6 +140,8 @@ var (
 		"Write replies released after --witness-timeout although the link had not received the write: those writes are on the master alone.")
 	famWitnessOff = def("witness_unwitnessed_total", kindCounter,
 		"Write replies released without the witness because the replication link was down.")
+	famWitnessFailed = def("witness_failed_total", kindCounter,
+		"Writes the master ran but answered with an error because the master was lost (died, demoted) before the proxy's replication link received them: they may be missing after the failover.")
 	famWitnessBacklogShort = def("witness_backlog_short", kindGauge,
 		"1 if a replica lags the master by more bytes than the link's backlog holds: a failover to it could not be repaired; raise --replication-backlog.")
 	famReplays = def("failover_replays_total", kindCounter,
@@ -298,6 +300,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	e.emit(famWitnessWaited, float64(s.WitnessWaited))
 	e.emit(famWitnessTimeouts, float64(s.WitnessTimeouts))
 	e.emit(famWitnessOff, float64(s.WitnessOff))
+	e.emit(famWitnessFailed, float64(s.WitnessFailed))
 	e.emit(famWitnessBacklogShort, b2f(s.WitnessBacklogShort))
 	e.reasons(famReplays, s.Replays)
 	e.emit(famFailoverLostBytes, float64(s.FailoverLostBytes))

@@ -81,10 +81,12 @@ type Stats struct {
 
 	// Witness: write replies that waited for the replication link
 	// (WitnessWaited), were released past --witness-timeout without it
-	// (WitnessTimeouts) or unwitnessed with the link down (WitnessOff);
-	// WitnessBacklogShort: a replica lags by more than the link's backlog.
-	WitnessWaited, WitnessTimeouts, WitnessOff int64
-	WitnessBacklogShort                        bool
+	// (WitnessTimeouts) or unwitnessed with the link down (WitnessOff), and
+	// writes answered with an error because their master was lost before
+	// the link received them (WitnessFailed); WitnessBacklogShort: a
+	// replica lags by more than the link's backlog.
+	WitnessWaited, WitnessTimeouts, WitnessOff, WitnessFailed int64
+	WitnessBacklogShort                                       bool
 	// Replays counts failover replays by outcome (replayed, already_done,
 	// failed); FailoverLostBytes the stream bytes that could not be.
 	Replays           []ReasonCount

@@ -225,13 +225,16 @@ func (b *backend) detach() {
 func (b *backend) failPending(msg string) {
 	var buf [512]byte
 	reply := resp.AppendError(buf[:0], msg)
-	b.releaseHeld(0, false)
+	b.releaseHeld(0, fenceConnLost)
 	b.refreshing = false
 	for b.pend.len() > 0 {
 		p := b.pend.pop()
 		req := b.takeReq(&p)
-		if p.kind == pendLinearize {
+		switch p.kind {
+		case pendLinearize:
 			b.l.linearized(0, false)
+		case pendWitnessProbe:
+			b.l.witnessProbed(b.pool, 0, false)
 		}
 		if p.kind != pendClient {
 			continue
@@ -472,6 +475,10 @@ func (b *backend) onReply(frame []byte) {
 			b.l.masterSampled(p.epoch, off)
 		}
 		b.l.linearized(off, ok)
+		return
+	case pendWitnessProbe:
+		off, master, ok := roleOffset(frame)
+		b.l.witnessProbed(b.pool, off, ok && master)
 		return
 	}
 	b.l.inflight.Add(-1)

@@ -178,6 +178,7 @@ func (l *loop) switchMaster() {
 	l.master = l.newPool(snap.Master.Addr, false)
 	l.masterGen = snap.MasterGen
 	sw := snap.Switch
+	l.witnessSwitched(sw)
 	// Close everything that talks to the old master: shared connections
 	// (their pending requests fail with "connection lost"), idle dedicated
 	// ones, and the dedicated connections of sessions in MULTI, WATCH,

@@ -28,16 +28,18 @@ func (b *backend) appendFence() {
 // releases the replies it held, in order.
 func (b *backend) onFence(p *pending, frame []byte) {
 	off, master, ok := roleOffset(frame)
+	how := fenceKnown
 	switch {
 	case !ok:
 		b.l.srv.log.Warn("fence ROLE failed; causal reads use the master for a while", "node", b.pool.addr, "reply", string(frame))
 		b.l.srv.fenceLost()
+		how = fenceFailed
 	case !master && !b.pool.replica:
 		// The "master" answers as a replica: it was demoted under us. Its
 		// offset is not a fence; the switch is the control plane's to make.
 		b.l.srv.log.Warn("the master answers ROLE as a replica", "node", b.pool.addr)
 		b.l.srv.fenceLost()
-		ok = false
+		how = fenceDemoted
 		go b.l.srv.mon.Suspect(b.pool.addr, true)
 	case master:
 		b.l.srv.advanceFence(off)
@@ -46,19 +48,41 @@ func (b *backend) onFence(p *pending, frame []byte) {
 	default:
 		b.pool.learnOffset(off)
 	}
-	b.releaseHeld(off, ok)
+	b.releaseHeld(off, how)
 }
 
-// releaseHeld delivers the held replies. With ok, off is the offset their
-// fence ROLE returned; without, the fence is unknown (the connection died
-// or ROLE failed) and the proxy falls back to the master for causal reads.
-func (b *backend) releaseHeld(off int64, ok bool) {
+// fenceResult says what became of the ROLE that fences a batch.
+type fenceResult uint8
+
+const (
+	fenceKnown    fenceResult = iota // it answered: off is the fence
+	fenceFailed                      // it answered an error: no fence
+	fenceDemoted                     // the master answered as a replica: off is where it was then
+	fenceConnLost                    // the connection closed first: no fence
+)
+
+// releaseHeld delivers the held replies. With fenceKnown, off is the offset
+// their fence ROLE returned; otherwise the fence is unknown and the proxy
+// falls back to the master for causal reads.
+//
+// A write held when its master was lost under it (fenceDemoted,
+// fenceConnLost) ran, but whether it survives depends on the link having
+// received it: with the witness on it is answered OK only when the link
+// provably holds it (the demoted node's offset is known and the link is
+// past it), else with errUnwitnessed. An OK would be an acknowledged write
+// the failover may drop: the double-failover loss of stop 13, where
+// Sentinel's REPLICAOF dropped the link with the first promoted master's
+// last writes still unsent to it.
+func (b *backend) releaseHeld(off int64, how fenceResult) {
 	if len(b.held) == 0 {
 		return
 	}
+	ok := how == fenceKnown
 	if !ok && !b.pool.replica {
 		b.l.srv.fenceLost()
 	}
+	doubt := !b.pool.replica && (how == fenceDemoted || how == fenceConnLost) && b.l.witnessActive() &&
+		!(how == fenceDemoted && b.l.srv.link.DownFor() == 0 && b.l.srv.link.Offset() >= off)
 	for i := range b.held {
 		h := &b.held[i]
 		s := h.p.sess
@@ -87,6 +111,9 @@ func (b *backend) releaseHeld(off int64, ok bool) {
 			} else if off > s.floor {
 				s.floor = off
 			}
+		} else if doubt && h.p.write && !s.closed && reply[0] != '-' {
+			b.l.stats.witnessFailed.Add(1)
+			reply = unwitnessedReply
 		}
 		s.complete(b, h.p, reply)
 		h.p = pending{}

@@ -36,6 +36,10 @@ type loop struct {
 	// lowest fence among them, 0 for none; witnessWake dedups wake-ups.
 	witnessWaits []witnessWait
 	witnessBuf   []byte // the waiting replies' bytes (witnessWait.off, n)
+	// witnessProbes counts the master ROLEs sent to decide waits whose
+	// link dropped (witness.go); witnessProbing: one is in flight.
+	witnessProbes  uint64
+	witnessProbing bool
 	// witnessTimerAt is when the armed witness timer fires (zero: none).
 	witnessTimerAt   time.Time
 	witnessTimerTask gnet.Runnable

@@ -77,6 +77,7 @@ func (s *Server) Stats(st *metrics.Stats) {
 		st.WitnessWaited += l.stats.witnessWaited.Load()
 		st.WitnessTimeouts += l.stats.witnessTimeouts.Load()
 		st.WitnessOff += l.stats.witnessOff.Load()
+		st.WitnessFailed += l.stats.witnessFailed.Load()
 	}
 	st.WitnessBacklogShort, _ = s.witnessBacklogShort()
 	st.Replays = []metrics.ReasonCount{

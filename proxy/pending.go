@@ -44,14 +44,15 @@ func (r *ring[T]) grow() {
 type pendingKind uint8
 
 const (
-	pendClient    pendingKind = iota // the reply belongs to sess, in slot seq
-	pendSwallow                      // the proxy's own SELECT/SCRIPT LOAD: drop the reply
-	pendFence                        // ROLE after fenced requests: releases the held replies
-	pendCheck                        // ROLE before a conditional read: did it see `required`?
-	pendRefresh                      // ROLE asked for fresh replica offsets (WAIT, write gate)
-	pendLinearize                    // ROLE on the master sampling the offset linearizable reads need
-	pendClientID                     // CLIENT ID before a blocking call: backend.redisID
-	pendQuiet                        // the proxy's stand-in in a MULTI (multi.go): dropped silently
+	pendClient       pendingKind = iota // the reply belongs to sess, in slot seq
+	pendSwallow                         // the proxy's own SELECT/SCRIPT LOAD: drop the reply
+	pendFence                           // ROLE after fenced requests: releases the held replies
+	pendCheck                           // ROLE before a conditional read: did it see `required`?
+	pendRefresh                         // ROLE asked for fresh replica offsets (WAIT, write gate)
+	pendLinearize                       // ROLE on the master sampling the offset linearizable reads need
+	pendClientID                        // CLIENT ID before a blocking call: backend.redisID
+	pendQuiet                           // the proxy's stand-in in a MULTI (multi.go): dropped silently
+	pendWitnessProbe                    // ROLE on the master deciding writes the link dropped under (witness.go)
 )
 
 // pending is one request in flight on a backend connection.

@@ -124,6 +124,8 @@ func (s *session) appendProxyInfo(b []byte) []byte {
 	case !*cfg.Witness || s.srv.link == nil:
 	case s.srv.link.Connected():
 		witness = "on"
+	case s.srv.link.DownFor() < cfg.WitnessTimeout:
+		witness = "on, the replication link just dropped: writes wait for it, or for the master to show it still holds them"
 	default:
 		witness = "on, but the replication link is down: writes are acknowledged unwitnessed"
 	}

@@ -120,7 +120,8 @@ func New(cfg Config) (*Server, error) { return newServer(cfg, testKnobs{}) }
 // testKnobs change what tests need changed and no deployment may: kept out
 // of Config, which the command line and reload reflect over.
 type testKnobs struct {
-	noMasterWatch bool // topology.Config.NoMasterWatch
+	noMasterWatch bool                                                     // topology.Config.NoMasterWatch
+	linkDial      func(ctx context.Context, addr string) (net.Conn, error) // replstream.Config.Dial
 }
 
 func newServer(cfg Config, knobs testKnobs) (*Server, error) {
@@ -175,6 +176,7 @@ func newServer(cfg Config, knobs testKnobs) (*Server, error) {
 			DialTimeout: cfg.ConnectTimeout, ReconnectBackoffMax: cfg.ReconnectBackoffMax,
 			BacklogBytes: cfg.ReplicationBacklogBytes,
 			OnAdvance:    s.onLinkAdvance,
+			Dial:         knobs.linkDial,
 			TLS:          cfg.UpstreamTLS,
 			Logger:       cfg.Logger,
 		})

@@ -22,8 +22,9 @@ type loopStats struct {
 	held, redirected atomic.Int64
 	// witnessWaited: write replies that waited for the link; witnessTimeouts:
 	// released past --witness-timeout without it; witnessOff: released
-	// unwitnessed because the link was down.
-	witnessWaited, witnessTimeouts, witnessOff atomic.Int64
+	// unwitnessed because the link was down; witnessFailed: answered
+	// errUnwitnessed (the master was lost with the link short of the write).
+	witnessWaited, witnessTimeouts, witnessOff, witnessFailed atomic.Int64
 	// latency per target: per-bucket counts (metrics.LatencyBuckets plus
 	// +Inf) and the sum in nanoseconds.
 	latency    [targetCount][maxLatencyBuckets]atomic.Uint64

@@ -2,9 +2,14 @@ package proxy
 
 import (
 	"context"
+	"math"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+
+	"github.com/replproxy/replproxy/replstream"
+	"github.com/replproxy/replproxy/resp"
+	"github.com/replproxy/replproxy/router"
 )
 
 // The write witness (DESIGN.md "Failover and data safety"). A write's reply
@@ -30,23 +35,49 @@ type witnessWait struct {
 	seq      uint64
 	fence    int64
 	deadline time.Time
+	// probe, when not 0, is the master ROLE (loop.witnessProbes) that
+	// decides the reply: the link dropped and did not come back by the
+	// deadline.
+	probe uint64
 	// off and n locate the reply in the loop's witnessBuf: one buffer for
 	// every waiting reply, so waiting allocates nothing in steady state.
 	off, n int
 }
 
+// unwitnessedReply answers a write whose master was lost with the link
+// short of it.
+var unwitnessedReply = resp.AppendError(nil, errUnwitnessed)
+
+// witnessActive reports whether the witness vouches for writes now: it is
+// on, and the link streams or only just dropped. A link down for longer
+// than WitnessTimeout (or not synced yet) is "off": writes are answered as
+// the master answers them, counted, rather than all failing while the
+// link is away.
+func (l *loop) witnessActive() bool {
+	srv := l.srv
+	return *srv.cfg.Witness && srv.link != nil && srv.link.DownFor() < srv.cfg.WitnessTimeout
+}
+
 // witnessed reports whether a write reply with fence may be released now:
 // the link holds its bytes, or the witness is off or cannot help.
+//
+// A link that has just dropped may have dropped with the master (Sentinel's
+// REPLICAOF drops a master's replicas, unsent stream and all; a dying
+// master takes its socket buffers along): the reply waits, for the link to
+// come back, and at the deadline the master is asked (checkWitness).
 func (l *loop) witnessed(fence int64, reply []byte) bool {
 	srv := l.srv
 	if !*srv.cfg.Witness || srv.link == nil || reply[0] == '-' {
 		return true
 	}
-	if !srv.link.Connected() {
+	if srv.link.Offset() >= fence {
+		return true // in the link's backlog, whether it streams now or not
+	}
+	if d := srv.link.DownFor(); d >= srv.cfg.WitnessTimeout {
 		l.stats.witnessOff.Add(1)
 		return true
 	}
-	return srv.link.Offset() >= fence
+	return false
 }
 
 // awaitWitness parks a write reply until the link holds its bytes;
@@ -109,37 +140,154 @@ func newWitnessTask(l *loop) gnet.Runnable {
 	})
 }
 
+// witnessVerdict is what becomes of a waiting reply.
+type witnessVerdict uint8
+
+const (
+	witnessKeep witnessVerdict = iota // it waits on
+	witnessOK                         // the reply is delivered as the master gave it
+	witnessFail                       // errUnwitnessed is delivered instead
+)
+
 // checkWitness releases the replies whose bytes the link holds, and those
-// past the witness timeout (counted).
+// past the witness timeout: while the link streams (it is slow), as they
+// are, counted; when it has dropped, the master is asked first
+// (sendWitnessProbe).
 func (l *loop) checkWitness(now time.Time) {
 	if len(l.witnessWaits) == 0 {
 		return
 	}
-	have := int64(-1)
-	connected := false
-	if link := l.srv.link; link != nil {
-		have, connected = link.Offset(), link.Connected()
+	link := l.srv.link
+	have, down := int64(-1), time.Duration(math.MaxInt64)
+	if link != nil {
+		have, down = link.Offset(), link.DownFor()
 	}
-	kept := l.witnessWaits[:0]
-	for _, w := range l.witnessWaits {
-		if w.s.closed || w.fence <= have || !now.Before(w.deadline) || !connected {
-			l.inflight.Add(-1)
-			w.s.heldOutstanding--
+	probe := false
+	l.settleWitness(func(w *witnessWait) witnessVerdict {
+		switch {
+		case w.fence <= have:
+			return witnessOK
+		case w.probe != 0 || now.Before(w.deadline):
+			return witnessKeep
+		case down == 0:
+			l.stats.witnessTimeouts.Add(1)
+			return witnessOK
+		default:
+			w.probe, probe = l.witnessProbes+1, true
+			return witnessKeep
 		}
-		reply := l.witnessBuf[w.off : w.off+w.n]
+	})
+	if probe {
+		l.sendWitnessProbe()
+	}
+}
+
+// sendWitnessProbe asks the master for ROLE on behalf of the replies whose
+// link dropped. One at a time: those marked while one is in flight are
+// decided by the next, sent when it answers, so every answer is from a
+// ROLE sent after its replies' link was seen down.
+func (l *loop) sendWitnessProbe() {
+	if l.witnessProbing {
+		return
+	}
+	l.witnessProbes++
+	b, _ := l.sharedBackend(l.master, 2)
+	if b == nil {
+		l.witnessProbed(l.master, 0, false)
+		return
+	}
+	l.witnessProbing = true
+	b.out = append(b.out, roleRequest...)
+	b.pend.push(pending{kind: pendWitnessProbe, reqEnd: b.reqEnd(), epoch: l.nextEpoch()})
+	l.markBackend(b)
+}
+
+// witnessProbed decides the replies waiting for the probe that pool
+// answered (master: as a master, at offset off). The master still holds a
+// write it answered as a master after the link dropped: it is as durable
+// as on a lone Redis, and delivered (counted as witness off). A master
+// gone, demoted, restarted below the fence, or another node than the
+// write's: errUnwitnessed.
+func (l *loop) witnessProbed(pool *nodePool, off int64, master bool) {
+	l.witnessProbing = false
+	done := l.witnessProbes
+	have := int64(-1)
+	if link := l.srv.link; link != nil {
+		have = link.Offset()
+	}
+	more := false
+	l.settleWitness(func(w *witnessWait) witnessVerdict {
+		switch {
+		case w.probe == 0:
+			return witnessKeep
+		case w.probe > done:
+			more = true
+			return witnessKeep
+		case w.fence <= have:
+			return witnessOK
+		case master && w.b.pool == pool && w.fence <= off:
+			l.stats.witnessOff.Add(1)
+			return witnessOK
+		default:
+			return witnessFail
+		}
+	})
+	if more {
+		l.sendWitnessProbe()
+	}
+}
+
+// witnessSwitched decides every waiting reply when the loop switches
+// masters: they are the old master's writes, and the link's offsets are
+// about to be the new master's. A reply is delivered when the link's copy
+// of the old history holds the write (the replay carries it over) or the
+// new master continues the history past it; otherwise errUnwitnessed.
+func (l *loop) witnessSwitched(sw router.Switch) {
+	if len(l.witnessWaits) == 0 {
+		return
+	}
+	var old replstream.History
+	held := false
+	if link := l.srv.link; link != nil && sw.OldReplID != "" {
+		old, held = link.HistoryOf(sw.OldReplID, 0)
+	}
+	l.settleWitness(func(w *witnessWait) witnessVerdict {
+		switch {
+		case held && old.Offset() >= w.fence:
+			return witnessOK
+		case sw.Continues && w.fence <= sw.SplitOffset:
+			return witnessOK
+		default:
+			return witnessFail
+		}
+	})
+}
+
+// settleWitness applies decide to every waiting reply, delivering those it
+// releases (closed sessions' are dropped), and keeps the others in order.
+func (l *loop) settleWitness(decide func(*witnessWait) witnessVerdict) {
+	kept := l.witnessWaits[:0]
+	for i := range l.witnessWaits {
+		w := l.witnessWaits[i]
+		v := witnessKeep
+		if w.s.closed {
+			v = witnessFail
+		} else {
+			v = decide(&w)
+		}
+		if v == witnessKeep {
+			kept = append(kept, w)
+			continue
+		}
+		l.inflight.Add(-1)
+		w.s.heldOutstanding--
 		switch {
 		case w.s.closed:
-		case w.fence <= have:
-			l.finishWrite(w.s, w.b, w.seq, w.exec, w.fence, reply)
-		case !now.Before(w.deadline) || !connected:
-			if connected {
-				l.stats.witnessTimeouts.Add(1)
-			} else {
-				l.stats.witnessOff.Add(1)
-			}
-			l.finishWrite(w.s, w.b, w.seq, w.exec, w.fence, reply)
+		case v == witnessOK:
+			l.finishWrite(w.s, w.b, w.seq, w.exec, w.fence, l.witnessBuf[w.off:w.off+w.n])
 		default:
-			kept = append(kept, w)
+			l.stats.witnessFailed.Add(1)
+			w.s.release(w.b, w.seq, w.exec, unwitnessedReply)
 		}
 	}
 	for i := len(kept); i < len(l.witnessWaits); i++ {
@@ -150,19 +298,23 @@ func (l *loop) checkWitness(now time.Time) {
 	// each moves down or stays: copy handles the overlap). finishWrite
 	// copies what it delivers, so nothing points into the buffer now.
 	pos := 0
+	var next time.Time
 	for i := range kept {
 		k := &kept[i]
 		copy(l.witnessBuf[pos:], l.witnessBuf[k.off:k.off+k.n])
 		k.off = pos
 		pos += k.n
+		if k.probe == 0 && (next.IsZero() || k.deadline.Before(next)) {
+			next = k.deadline
+		}
 	}
 	l.witnessBuf = l.witnessBuf[:pos]
 	if pos == 0 && cap(l.witnessBuf) > maxRetainedWitnessBytes {
 		l.witnessBuf = nil // a burst of large values is not kept forever
 	}
 	l.updateWitnessNeed()
-	if len(kept) > 0 {
-		l.witnessTimer(max(time.Millisecond, kept[0].deadline.Sub(now)))
+	if !next.IsZero() {
+		l.witnessTimer(max(time.Millisecond, next.Sub(l.now)))
 	}
 }
 

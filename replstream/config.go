@@ -1,6 +1,7 @@
 package replstream
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
@@ -60,6 +61,11 @@ type Config struct {
 
 	// DialTimeout bounds the TCP connect (and the TLS handshake). 0 means 2 s.
 	DialTimeout time.Duration
+
+	// Dial, when not nil, opens the connection to addr in place of a TCP
+	// dial (a tunnel, a socket of the caller's; tests pause the stream
+	// with it). ctx carries DialTimeout; TLS, when set, runs over it.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
 
 	// ReadTimeout: when no byte at all arrives for this long (the master
 	// PINGs the stream every repl-ping-replica-period, 10 s, and sends a

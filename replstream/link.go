@@ -37,6 +37,9 @@ type Link struct {
 
 	hist      atomic.Pointer[history] // nil before the first sync
 	connected atomic.Bool
+	// lostAt is when the link last stopped streaming (time.Duration
+	// since epoch, so monotonic), 0 before it ever streamed.
+	lostAt atomic.Int64
 	// streaming is the master the current session streams from (nil:
 	// none), published with connected.
 	streaming atomic.Pointer[string]
@@ -227,7 +230,10 @@ func (l *Link) Run(ctx context.Context) error {
 	backoff := time.Duration(0)
 	for {
 		streamed, err := r.session(ctx)
-		l.connected.Store(false)
+		if l.connected.Load() { // (only this goroutine writes it)
+			l.lostAt.Store(max(1, int64(time.Since(l.epoch)))) // first: DownFor never sees a stale drop
+			l.connected.Store(false)
+		}
 		l.streaming.Store(nil)
 		if ctx.Err() != nil {
 			l.setStatus(func(s *status) { s.state = StateDown })
@@ -344,6 +350,22 @@ func (l *Link) Position() (replid string, offset int64) {
 
 // Connected reports whether the link is following the stream right now.
 func (l *Link) Connected() bool { return l.connected.Load() }
+
+// DownFor returns how long the link has not been streaming: 0 while it
+// streams, math.MaxInt64 when it never has. The write witness tells by it a
+// link that just dropped (maybe with the master: the writes it had not
+// received yet are in doubt) from one that has been down a while (the
+// witness is off).
+func (l *Link) DownFor() time.Duration {
+	if l.connected.Load() {
+		return 0
+	}
+	at := l.lostAt.Load()
+	if at == 0 {
+		return math.MaxInt64
+	}
+	return max(1, time.Since(l.epoch)-time.Duration(at))
+}
 
 // StreamingFrom reports whether the link follows addr's stream right now
 // (not a session to the master before, still ending).
@@ -891,8 +913,16 @@ func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
 
 // dial connects to the master, over TLS when the link is configured so.
 func (l *Link) dial(ctx context.Context, addr string) (net.Conn, error) {
-	d := net.Dialer{Timeout: l.cfg.DialTimeout}
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	var conn net.Conn
+	var err error
+	if l.cfg.Dial != nil {
+		dctx, cancel := context.WithTimeout(ctx, l.cfg.DialTimeout)
+		conn, err = l.cfg.Dial(dctx, addr)
+		cancel()
+	} else {
+		d := net.Dialer{Timeout: l.cfg.DialTimeout}
+		conn, err = d.DialContext(ctx, "tcp", addr)
+	}
 	if err != nil || l.cfg.TLS == nil {
 		return conn, err
 	}
