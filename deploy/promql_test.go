@@ -192,7 +192,7 @@ func TestAlertRules(t *testing.T) {
 		"ReplproxyBackendDown", "ReplproxyStreamLinkDown", "ReplproxyStreamHistoryReset",
 		"ReplproxyClientsRejected", "ReplproxyReadsFallingBackToMaster", "ReplproxyLatencyHigh",
 		"ReplproxyMasterSwitched", "ReplproxyGuardActed", "ReplproxyGuardActing", "ReplproxyWitnessTimeouts",
-		"ReplproxyMasterPersistenceOff", "ReplproxyWitnessBacklogShort", "ReplproxyFailoverWritesLost",
+		"ReplproxyMasterPersistenceOff", "ReplproxyWitnessBacklogShort", "ReplproxyFailoverWritesLost", "ReplproxyWitnessFailed",
 	} {
 		if _, ok := byName[name]; !ok {
 			t.Errorf("no alert %s", name)

@@ -139,7 +139,7 @@ var (
 	famWitnessTimeouts = def("witness_timeouts_total", kindCounter,
 		"Write replies released after --witness-timeout although the link had not received the write: those writes are on the master alone.")
 	famWitnessOff = def("witness_unwitnessed_total", kindCounter,
-		"Write replies released without the witness because the replication link was down.")
+		"Write replies released without the witness: the replication link had been down for longer than --witness-timeout, or had just dropped and the master, asked after that, still answered as the master.")
 	famWitnessFailed = def("witness_failed_total", kindCounter,
 		"Writes the master ran but answered with an error because the master was lost (died, demoted) before the proxy's replication link received them: they may be missing after the failover.")
 	famWitnessBacklogShort = def("witness_backlog_short", kindGauge,
