@@ -70,9 +70,8 @@ const (
 // received it: with the witness on it is answered OK only when the link
 // provably holds it (the demoted node's offset is known and the link is
 // past it), else with errUnwitnessed. An OK would be an acknowledged write
-// the failover may drop: the double-failover loss of stop 13, where
-// Sentinel's REPLICAOF dropped the link with the first promoted master's
-// last writes still unsent to it.
+// the failover may drop: Sentinel's REPLICAOF drops the demoted master's
+// replicas, the link among them, with the stream not yet sent to them.
 func (b *backend) releaseHeld(off int64, how fenceResult) {
 	if len(b.held) == 0 {
 		return
@@ -82,7 +81,7 @@ func (b *backend) releaseHeld(off int64, how fenceResult) {
 		b.l.srv.fenceLost()
 	}
 	doubt := !b.pool.replica && (how == fenceDemoted || how == fenceConnLost) && b.l.witnessActive() &&
-		!(how == fenceDemoted && b.l.srv.link.DownFor() == 0 && b.l.srv.link.Offset() >= off)
+		!(how == fenceDemoted && b.l.srv.link.Offset() >= off)
 	for i := range b.held {
 		h := &b.held[i]
 		s := h.p.sess
