@@ -43,8 +43,11 @@ func TestWitnessLinkDropsWithMaster(t *testing.T) {
 	// The node the master is demoted to: empty, so the master's data is
 	// replaced, the pushes with it.
 	other := redistest.StartServer(t)
-	var stalled atomic.Bool
+	var stalled, refused atomic.Bool
 	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		if refused.Load() {
+			return nil, fmt.Errorf("test: dial refused")
+		}
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "tcp", addr)
 		if err != nil {
@@ -117,17 +120,24 @@ func TestWitnessLinkDropsWithMaster(t *testing.T) {
 		}
 	}
 
-	// 1. Only the link's connection drops; the master lives.
+	// 1. Only the link's connection drops, and it stays away; the master
+	// lives: the master, asked at the deadline, still answers as one.
 	deadline = time.Now().Add(20 * time.Second)
 	done := pushes("alive")
+	offBefore := sumLoops(srv, func(l *loop) int64 { return l.stats.witnessOff.Load() })
+	refused.Store(true)
 	if err := direct.Do(ctx, "CLIENT", "KILL", "TYPE", "replica").Err(); err != nil {
 		t.Fatal(err)
 	}
 	stalled.Store(false)
 	ok, failed, others := done()
+	refused.Store(false)
 	t.Logf("link dropped, master alive: %d OK, %d errors %v", ok, failed, others)
 	if ok != writers {
 		t.Errorf("with the master alive, %d of %d pushes were answered OK (%d with the unwitnessed error, others %v): they are on the master", ok, writers, failed, others)
+	}
+	if n := sumLoops(srv, func(l *loop) int64 { return l.stats.witnessOff.Load() }) - offBefore; n != writers {
+		t.Errorf("replproxy_witness_unwitnessed_total rose by %d, want %d (the master's answer decides them)", n, writers)
 	}
 
 	// 2. The master is demoted: its replicas dropped, the stream they had
