@@ -490,6 +490,11 @@ func (n *Node) fatalf(tb TB, format string, args ...any) {
 	tb.Fatalf("redistest: %s: %s%s", n, fmt.Sprintf(format, args...), n.logTails())
 }
 
+// LogTails is the last lines of the node's log (and of its stdio, when
+// it wrote any), headed by their paths: what a failing test prints to
+// say what the server did.
+func (n *Node) LogTails() string { return n.logTails() }
+
 func (n *Node) logTails() string {
 	s := fmt.Sprintf("\n--- tail of %s ---\n%s", n.LogPath(), tailFile(n.LogPath()))
 	if fileSize(n.stdioPath()) > 0 {
