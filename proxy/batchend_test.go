@@ -124,3 +124,32 @@ func TestGnetBatchEnd(t *testing.T) {
 		c.Close()
 	}
 }
+
+// A busy loop yields once per yieldEveryNs, and that interval stays
+// inside the runtime's 10-ms slice with room for sysmon's longest sleep
+// (10 ms) to see a yield between two of its looks: at twice the interval
+// or more, sysmon finds the loop's schedtick unchanged for 10 ms, signals
+// it and retakes its P, and polls every 20 µs again (server.go,
+// yieldEveryNs: 11,215 nanosleeps in 3 s at GET P16 without the yield).
+func TestYieldDue(t *testing.T) {
+	const forcePreemptNs = int64(10 * time.Millisecond) // runtime/proc.go forcePreemptNS
+	if 2*yieldEveryNs > forcePreemptNs {
+		t.Fatalf("yieldEveryNs = %v: sysmon, looking every 10 ms at most, could miss the yield for a whole 10-ms slice", time.Duration(yieldEveryNs))
+	}
+	const start = int64(1_000_000_000)
+	for _, tc := range []struct {
+		name         string
+		now, yielded int64
+		want         bool
+	}{
+		{"just yielded", start, start, false},
+		{"within the interval", start + yieldEveryNs - 1, start, false},
+		{"at the interval", start + yieldEveryNs, start, true},
+		{"long after", start + 10*yieldEveryNs, start, true},
+		{"never yielded", start, 0, true},
+	} {
+		if got := yieldDue(tc.now, tc.yielded); got != tc.want {
+			t.Errorf("%s: yieldDue(%d, %d) = %v, want %v", tc.name, tc.now, tc.yielded, got, tc.want)
+		}
+	}
+}

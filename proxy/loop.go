@@ -77,6 +77,8 @@ type loop struct {
 	// clock read per request was a fifth of the proxy's CPU.
 	now   time.Time
 	nowNs int64
+	// yieldedNs is when OnBatchEnd last yielded (see yieldEveryNs).
+	yieldedNs int64
 	// linearizable reads waiting for a master offset sample: linWaiting
 	// for the next ROLE, linInFlight for the one sent (linSent).
 	linWaiting, linInFlight []*session
