@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -256,8 +258,25 @@ func TestReplicaFullResyncIsInvisible(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	r0 := topo.Replicas[0]
 	r0.Kill()
+	// A replica keeps the RDB of its first full sync (taken while the
+	// master was still empty) as its dump.rdb, with that moment's replid
+	// and offset. Restarted from it, it asks for a partial resync, and
+	// Redis 7.0's master, which trims its shared replication buffer lazily,
+	// could still accept one after the 25 MB above: the replica then came
+	// back linked, replaying the stream from near offset 0, and an
+	// eventual read found a key it had not reached yet (a CI-like run here:
+	// 1 in 15, "Master accepted a Partial Resynchronization" in its log).
+	// That is a lagging replica, which eventual allows; this test is about
+	// a full resync, so the replica restarts without it.
+	if err := os.Remove(filepath.Join(r0.Dir(), "dump.rdb")); err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	logFrom := fileLen(t, r0.LogPath())
 	r0.Start()
 	topo.WaitSynced(t, 60*time.Second)
+	if !strings.Contains(fileFrom(t, r0.LogPath(), logFrom), "Full resync from master") {
+		t.Fatalf("the restarted replica did not full-resync:%s", r0.LogTails())
+	}
 	before := cmdCalls(t, r0, "get")
 	deadline := time.Now().Add(10 * time.Second)
 	for cmdCalls(t, r0, "get") <= before {
