@@ -406,7 +406,7 @@ func (n *Node) logTailsIf(cond bool) string {
 	if !cond {
 		return ""
 	}
-	return n.logTails()
+	return n.LogTails()
 }
 
 // waitSentinels polls until every Sentinel reports the master as up,

@@ -487,15 +487,13 @@ func parseInfo(s string) map[string]string {
 // says why it would not start or sync.
 func (n *Node) fatalf(tb TB, format string, args ...any) {
 	tb.Helper()
-	tb.Fatalf("redistest: %s: %s%s", n, fmt.Sprintf(format, args...), n.logTails())
+	tb.Fatalf("redistest: %s: %s%s", n, fmt.Sprintf(format, args...), n.LogTails())
 }
 
 // LogTails is the last lines of the node's log (and of its stdio, when
 // it wrote any), headed by their paths: what a failing test prints to
 // say what the server did.
-func (n *Node) LogTails() string { return n.logTails() }
-
-func (n *Node) logTails() string {
+func (n *Node) LogTails() string {
 	s := fmt.Sprintf("\n--- tail of %s ---\n%s", n.LogPath(), tailFile(n.LogPath()))
 	if fileSize(n.stdioPath()) > 0 {
 		s += fmt.Sprintf("\n--- tail of %s ---\n%s", n.stdioPath(), tailFile(n.stdioPath()))
