@@ -45,14 +45,16 @@ type dbMark struct {
 // needs one then starts from where the history is certain, or not at all).
 const maxMarks = 4096
 
-// note records one stream command occupying offsets (before, after].
-func (m *marks) note(args [][]byte, before, after int64) {
-	if len(args) == 0 {
+// note records one stream command occupying offsets (before, after]: its
+// argument count, name and first argument (nil when it has none) are all a
+// mark needs.
+func (m *marks) note(argc int, name, arg1 []byte, before, after int64) {
+	if argc == 0 {
 		return
 	}
 	switch {
-	case resp.EqualFold(args[0], "SELECT") && len(args) == 2:
-		db, ok := resp.ParseInt(args[1])
+	case resp.EqualFold(name, "SELECT") && argc == 2:
+		db, ok := resp.ParseInt(arg1)
 		if !ok {
 			return
 		}
@@ -64,12 +66,12 @@ func (m *marks) note(args [][]byte, before, after int64) {
 		}
 		m.selects = append(m.selects, dbMark{before, int(db)})
 		m.mu.Unlock()
-	case resp.EqualFold(args[0], "MULTI"):
+	case resp.EqualFold(name, "MULTI"):
 		m.mu.Lock()
 		m.setup()
 		m.openTx = before
 		m.mu.Unlock()
-	case resp.EqualFold(args[0], "EXEC") || resp.EqualFold(args[0], "DISCARD"):
+	case resp.EqualFold(name, "EXEC") || resp.EqualFold(name, "DISCARD"):
 		m.mu.Lock()
 		m.setup()
 		if m.openTx >= 0 {

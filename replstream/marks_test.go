@@ -2,6 +2,18 @@ package replstream
 
 import "testing"
 
+// note hands a command's arguments to m.note as the stream reader does.
+func note(m *marks, a [][]byte, lo, hi int64) {
+	var name, arg1 []byte
+	if len(a) > 0 {
+		name = a[0]
+	}
+	if len(a) > 1 {
+		arg1 = a[1]
+	}
+	m.note(len(a), name, arg1, lo, hi)
+}
+
 func args(s ...string) [][]byte {
 	out := make([][]byte, len(s))
 	for i, x := range s {
@@ -24,7 +36,7 @@ func TestReplayStart(t *testing.T) {
 		{[]string{"SELECT", "3"}, 60, 70}, {[]string{"SET", "d", "1"}, 70, 80},
 		{[]string{"MULTI"}, 80, 90}, {[]string{"SET", "e", "1"}, 90, 100},
 	} {
-		m.note(args(c.a...), c.lo, c.hi)
+		note(&m, args(c.a...), c.lo, c.hi)
 	}
 	for _, tc := range []struct {
 		name  string
@@ -64,7 +76,7 @@ func TestMarksFork(t *testing.T) {
 		{[]string{"MULTI"}, 20, 30}, {[]string{"SET", "b", "1"}, 30, 40}, {[]string{"EXEC"}, 40, 50},
 		{[]string{"SELECT", "3"}, 50, 60}, {[]string{"MULTI"}, 60, 70}, {[]string{"SET", "e", "1"}, 70, 80},
 	} {
-		m.note(args(c.a...), c.lo, c.hi)
+		note(&m, args(c.a...), c.lo, c.hi)
 	}
 	for _, tc := range []struct {
 		split, from, start int64

@@ -94,20 +94,34 @@ func (r *runner) consume(now time.Time) error {
 			perr = fmt.Errorf("%w: stream byte %q at offset %d is not the start of a multibulk command", ErrProtocol, data[i], off+1)
 			break
 		}
-		cmd, n, err := r.parser.Parse(data[i:])
-		if err != nil {
-			perr = fmt.Errorf("%w: stream at offset %d: %w", ErrProtocol, off+1, err)
-			break
-		}
-		if n == 0 {
-			r.need = r.parser.Need()
-			break
+		// Skim reads the whole, well-formed commands that make up the
+		// stream; the parser decides the rest (a command split across
+		// reads, a malformed one) exactly as before.
+		n, argc, name, arg1, ok := r.parser.Skim(data[i:])
+		if !ok {
+			cmd, pn, err := r.parser.Parse(data[i:])
+			if err != nil {
+				perr = fmt.Errorf("%w: stream at offset %d: %w", ErrProtocol, off+1, err)
+				break
+			}
+			if pn == 0 {
+				r.need = r.parser.Need()
+				break
+			}
+			n, argc = pn, len(cmd.Args)
+			name, arg1 = nil, nil
+			if argc > 0 {
+				name = cmd.Args[0]
+			}
+			if argc > 1 {
+				arg1 = cmd.Args[1]
+			}
 		}
 		r.need = 0
-		if isGetAck(cmd.Args) {
+		if isGetAck(argc, name, arg1) {
 			getack = true
 		}
-		r.hist.marks.note(cmd.Args, off, off+int64(n))
+		r.hist.marks.note(argc, name, arg1, off, off+int64(n))
 		i += n
 		off += int64(n)
 	}
@@ -135,8 +149,8 @@ func (r *runner) consume(now time.Time) error {
 
 // isGetAck reports REPLCONF GETACK, the master asking for an ack now (for a
 // WAIT, a FAILOVER or a SHUTDOWN waiting for its replicas).
-func isGetAck(args [][]byte) bool {
-	return len(args) >= 2 && resp.EqualFold(args[0], "REPLCONF") && resp.EqualFold(args[1], "GETACK")
+func isGetAck(argc int, name, arg1 []byte) bool {
+	return argc >= 2 && resp.EqualFold(name, "REPLCONF") && resp.EqualFold(arg1, "GETACK")
 }
 
 // ack sends REPLCONF ACK 0 and schedules the next periodic one.
