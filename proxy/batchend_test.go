@@ -125,6 +125,90 @@ func TestGnetBatchEnd(t *testing.T) {
 	}
 }
 
+// wakeHandler answers a wake-up: OnBatchEnd writes "w" to the one client
+// when asked to (asked), and only then.
+type wakeHandler struct {
+	gnet.BuiltinEventEngine
+	eng   gnet.Engine
+	conn  atomic.Pointer[gnet.Conn]
+	asked atomic.Bool
+}
+
+func (h *wakeHandler) OnBoot(eng gnet.Engine) gnet.Action { h.eng = eng; return gnet.None }
+
+func (h *wakeHandler) OnTraffic(c gnet.Conn) gnet.Action {
+	_, _ = c.Next(-1)
+	h.conn.Store(&c)
+	return gnet.None
+}
+
+func (h *wakeHandler) OnBatchEnd(gnet.EventLoop) {
+	if c := h.conn.Load(); c != nil && h.asked.CompareAndSwap(true, false) {
+		_, _ = (*c).Write([]byte("w"))
+	}
+}
+
+func (h *wakeHandler) NoYield() bool { return true }
+
+// gnet.WakeBatchEnd (internal/gnet's patch) wakes a loop blocked in
+// epoll_wait from another goroutine and runs its OnBatchEnd, again and
+// again: the witness relies on it to release the replies the link has
+// caught up with. A wake-up that did not come would leave the loop asleep
+// and the client without its "w".
+func TestGnetWakeBatchEnd(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	h := &wakeHandler{}
+	done := make(chan error, 1)
+	go func() { done <- gnet.Run(h, "tcp://"+addr) }()
+	t.Cleanup(func() {
+		_ = h.eng.Stop(context.Background())
+		<-done
+	})
+	var c net.Conn
+	deadline := time.Now().Add(5 * time.Second)
+	for c == nil {
+		if c, err = net.Dial("tcp", addr); err != nil {
+			if time.Now().After(deadline) {
+				t.Fatal(err)
+			}
+			c = nil
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	for h.conn.Load() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the loop never read the client")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	el := (*h.conn.Load()).EventLoop()
+	got := make([]byte, 1)
+	for round := range 100 {
+		// Let the loop settle into epoll_wait now and then, so some
+		// wake-ups find it asleep and some find it running.
+		if round%10 == 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		h.asked.Store(true)
+		if err := gnet.WakeBatchEnd(el); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(c, got); err != nil || got[0] != 'w' {
+			t.Fatalf("wake-up %d: %q, %v (OnBatchEnd did not run)", round, got, err)
+		}
+	}
+}
+
 // A busy loop yields once per yieldEveryNs, and that interval stays
 // inside the runtime's 10-ms slice with room for sysmon's longest sleep
 // (10 ms) to see a yield between two of its looks: at twice the interval

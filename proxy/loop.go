@@ -42,6 +42,7 @@ type loop struct {
 	witnessProbing bool
 	// witnessTimerAt is when the armed witness timer fires (zero: none).
 	witnessTimerAt   time.Time
+	witnessTimerT    *time.Timer // made at the first wait, then Reset
 	witnessTimerTask gnet.Runnable
 	timerTask        gnet.Runnable
 	witnessNeed      atomic.Int64

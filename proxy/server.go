@@ -511,10 +511,13 @@ func infoField(info, field string) string {
 }
 
 // OnBatchEnd runs on a loop's goroutine after each batch of events and
-// tasks (our patch of gnet, internal/gnet): it writes every backend the
-// batch's requests went to, one write each.
+// tasks (our patch of gnet, internal/gnet): it releases the write replies
+// the replication link has caught up with when the link woke the loop for
+// them (wakeWitness), and writes every backend the batch's requests went
+// to, one write each.
 func (s *Server) OnBatchEnd(el gnet.EventLoop) {
 	l := s.loopOf(el)
+	l.witnessWoken()
 	if l.flushQueued {
 		l.flushQueued = false
 		l.flushBackends()

@@ -60,6 +60,25 @@ func (p *Poller) SetBatchEnd(f func(), noYield bool) {
 	p.batchEnd, p.noYield = f, noYield
 }
 
+// Wake makes the polling goroutine run its batch-end function soon, from
+// any goroutine, without queueing a task: the eventfd write Trigger makes,
+// deduplicated the same way, and none of Trigger's allocations (a task
+// node and, through EventLoop.Execute, a closure). The batch-end function
+// finds by its own state what it was woken for. replproxy's patch.
+func (p *Poller) Wake() (err error) {
+	if atomic.CompareAndSwapInt32(&p.wakeupCall, 0, 1) {
+		for {
+			_, err = unix.Write(p.efd, b)
+			if err == unix.EAGAIN {
+				_, _ = unix.Read(p.efd, p.efdBuf)
+				continue
+			}
+			break
+		}
+	}
+	return os.NewSyscallError("write", err)
+}
+
 // OpenPoller instantiates a poller.
 func OpenPoller() (poller *Poller, err error) {
 	poller = new(Poller)
@@ -115,17 +134,7 @@ func (p *Poller) Trigger(priority queue.EventPriority, fn queue.Func, param any)
 		// but that's tolerable because it ought to be a rare case.
 		p.urgentAsyncTaskQueue.Enqueue(task)
 	}
-	if atomic.CompareAndSwapInt32(&p.wakeupCall, 0, 1) {
-		for {
-			_, err = unix.Write(p.efd, b)
-			if err == unix.EAGAIN {
-				_, _ = unix.Read(p.efd, p.efdBuf)
-				continue
-			}
-			break
-		}
-	}
-	return os.NewSyscallError("write", err)
+	return p.Wake() // replproxy's patch: upstream's eventfd write, moved to Wake
 }
 
 // Polling blocks the current goroutine, monitoring the registered file descriptors and waiting for network I/O.
