@@ -76,6 +76,7 @@ type settings struct {
 	ProtoMaxBulkLen   size     `yaml:"proto-max-bulk-len"`
 	ConnectTimeout    duration `yaml:"connect-timeout"`
 	ShutdownTimeout   duration `yaml:"shutdown-timeout"`
+	CPUPolicy         string   `yaml:"cpu-policy"`
 
 	MetricsListen string `yaml:"metrics-listen"`
 	Pprof         bool   `yaml:"pprof"`
@@ -137,6 +138,7 @@ func defaultSettings() settings {
 		ShutdownTimeout:   duration(5 * time.Second),
 		MetricsListen:     "127.0.0.1:9121",
 		LogFormat:         "text",
+		CPUPolicy:         "normal",
 		LogLevel:          "info",
 		ProtectedMode:     true,
 		AuthTimeout:       duration(10 * time.Second),
@@ -156,6 +158,7 @@ type options struct {
 	metricsListen string // "" disables the metrics server
 	pprof         bool
 	logFormat     string // "text" or "json"
+	cpuPolicy     string // "normal" or "batch" (cpupolicy_linux.go)
 	logLevel      slog.Level
 	// upstreamTLS holds the certificates behind Config.UpstreamTLS and
 	// SentinelTLS, for a reload to swap (tls.go); nil without upstream TLS.
@@ -227,6 +230,7 @@ func newFlagSet(s *settings, o *options) *flag.FlagSet {
 	fs.StringVar(&s.MetricsListen, "metrics-listen", s.MetricsListen, "`address` of the /metrics, /healthz, /readyz HTTP server; \"\" disables it")
 	fs.BoolVar(&s.Pprof, "pprof", s.Pprof, "serve /debug/pprof/ on --metrics-listen")
 	fs.StringVar(&s.LogFormat, "log-format", s.LogFormat, "log `format`: text|json")
+	fs.StringVar(&s.CPUPolicy, "cpu-policy", s.CPUPolicy, "scheduling `policy` of the proxy's threads: normal, or batch (SCHED_BATCH: no preempting on wake-up, for a proxy sharing its CPUs with busy clients)")
 	fs.StringVar(&s.LogLevel, "log-level", s.LogLevel, "log `level`: debug|info|warn|error")
 
 	fs.StringVar(&o.configPath, "config", "", "YAML config `file`; flags given on the command line override it")
@@ -281,6 +285,7 @@ func buildConfig(args []string, lookupFile func(string) ([]byte, error)) (proxy.
 	opts.metricsListen = s.MetricsListen
 	opts.pprof = s.Pprof
 	opts.logFormat = s.LogFormat
+	opts.cpuPolicy = s.CPUPolicy
 	if err := opts.logLevel.UnmarshalText([]byte(s.LogLevel)); err != nil {
 		return proxy.Config{}, opts, fmt.Errorf("--log-level: %q is not one of debug|info|warn|error", s.LogLevel)
 	}
@@ -425,6 +430,12 @@ func (s *settings) validate() error {
 		if int64(p.v) > math.MaxInt {
 			return fmt.Errorf("--%s %s is larger than this platform supports", p.flag, p.v)
 		}
+	}
+	switch {
+	case s.CPUPolicy != "normal" && s.CPUPolicy != "batch":
+		return fmt.Errorf("--cpu-policy %q: must be normal or batch", s.CPUPolicy)
+	case s.CPUPolicy == "batch" && !cpuPolicySupported:
+		return errors.New("--cpu-policy batch: only supported on Linux")
 	}
 	if s.Witness != "on" && s.Witness != "off" {
 		return fmt.Errorf("--witness %q: must be on or off", s.Witness)
@@ -704,7 +715,7 @@ var flagGroups = []struct {
 	{"Replica health and routing", []string{"poll-interval", "health-timeout", "read-timeout", "read-balance", "allow-command"}},
 	{"Clients", []string{"listen", "unixsocketperm", "protected-mode", "requirepass", "user", "maxclients", "max-dedicated-conns", "timeout", "auth-timeout", "client-output-buffer-limit"}},
 	{"TLS", []string{"tls-listen", "tls-cert-file", "tls-key-file", "tls-ca-cert-file", "tls-auth-clients", "upstream-tls", "upstream-tls-ca-cert-file", "upstream-tls-cert-file", "upstream-tls-key-file", "upstream-tls-server-name", "sentinel-tls"}},
-	{"Limits and performance", []string{"loops", "backend-conns", "max-pipeline", "query-buffer-limit", "output-buffer-limit", "proto-max-bulk-len", "connect-timeout", "shutdown-timeout"}},
+	{"Limits and performance", []string{"loops", "backend-conns", "max-pipeline", "query-buffer-limit", "output-buffer-limit", "proto-max-bulk-len", "connect-timeout", "shutdown-timeout", "cpu-policy"}},
 	{"Observability", []string{"metrics-listen", "pprof", "log-format", "log-level"}},
 	{"General", []string{"config", "version", "help"}},
 }

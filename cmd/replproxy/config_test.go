@@ -162,11 +162,12 @@ log-level: debug
 		},
 		{
 			name: "cmd-only options",
-			args: []string{"--master", "m:1", "--metrics-listen", "", "--log-format", "json", "--log-level", "warn"},
+			args: []string{"--master", "m:1", "--metrics-listen", "", "--log-format", "json", "--log-level", "warn", "--cpu-policy", "batch"},
 			wantOpts: func(o *options) {
 				o.metricsListen = ""
 				o.logFormat = "json"
 				o.logLevel = slog.LevelWarn
+				o.cpuPolicy = "batch"
 			},
 		},
 		{
@@ -263,7 +264,7 @@ log-level: debug
 				t.Errorf("config:\n got %+v\nwant %+v\n(DiscoverReplicas got %v want %v)",
 					cfg, want, *cfg.DiscoverReplicas, *want.DiscoverReplicas)
 			}
-			wantOpts := options{metricsListen: "127.0.0.1:9121", logFormat: "text", logLevel: slog.LevelInfo}
+			wantOpts := options{metricsListen: "127.0.0.1:9121", logFormat: "text", cpuPolicy: "normal", logLevel: slog.LevelInfo}
 			if tt.wantOpts != nil {
 				tt.wantOpts(&wantOpts)
 			}
@@ -290,6 +291,7 @@ func TestBuildConfigErrors(t *testing.T) {
 		{"positional argument", []string{"--master", "m:1", "6380"}, nil, `unexpected argument "6380"`},
 		{"negative int", []string{"--master", "m:1", "--min-replicas-to-write", "-1"}, nil, "--min-replicas-to-write must not be negative"},
 		{"negative loops", []string{"--master", "m:1", "--loops=-2"}, nil, "--loops must not be negative"},
+		{"bad cpu-policy", []string{"--master", "m:1", "--cpu-policy", "fifo"}, nil, `--cpu-policy "fifo": must be normal or batch`},
 		{"not an int", []string{"--master", "m:1", "--maxclients", "many"}, nil, `invalid value "many" for flag --maxclients`},
 		{"zero maxclients", []string{"--master", "m:1", "--maxclients", "0"}, nil, "--maxclients must be greater than 0"},
 		{"negative duration", []string{"--master", "m:1", "--timeout", "-1s"}, nil, "--timeout must not be negative"},

@@ -75,7 +75,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if os.Getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(proxy.Procs(srv.Loops()))
 	}
-	logger.Info("event loops", "loops", srv.Loops(), "gomaxprocs", runtime.GOMAXPROCS(0))
+	if err := setCPUPolicy(opts.cpuPolicy); err != nil {
+		logger.Error("cannot start", "err", err)
+		return 1
+	}
+	logger.Info("event loops", "loops", srv.Loops(), "gomaxprocs", runtime.GOMAXPROCS(0), "cpu_policy", opts.cpuPolicy)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -72,6 +72,7 @@ func (r *reloader) reload() (applied, notLive []string, err error) {
 		{"pprof", opts.pprof != r.opts.pprof},
 		{"log-format", opts.logFormat != r.opts.logFormat},
 		{"log-level", opts.logLevel != r.opts.logLevel},
+		{"cpu-policy", opts.cpuPolicy != r.opts.cpuPolicy},
 	} {
 		if o.changed {
 			notLive = append(notLive, o.flag)
