@@ -113,11 +113,20 @@ func main() {
 	topo := redistest.Start(h, redistest.Options{Replicas: 2, Wrapper: redisWrap, MasterArgs: masterArgs})
 	master := topo.Master.Addr()
 	ticksPerSec := clockTicksPerSecond()
-	var twem *twemproxy
-	if slices.ContainsFunc(todo, func(sc scenario) bool { return sc.twemproxy }) {
+	var twem, twemBatch *twemproxy
+	if slices.ContainsFunc(todo, func(sc scenario) bool { return sc.twemproxy && !sc.batch }) {
 		var why string
 		if twem, why = startTwemproxy(h, clientWrap, master); twem == nil {
 			fmt.Printf("twemproxy: not measured: %s\n\n", why)
+		}
+	}
+	if slices.ContainsFunc(todo, func(sc scenario) bool { return sc.twemproxy && sc.batch }) {
+		why := "chrt not found (util-linux)"
+		if chrt, err := exec.LookPath("chrt"); err == nil {
+			twemBatch, why = startTwemproxy(h, append(slices.Clip(clientWrap), chrt, "-b", "0"), master)
+		}
+		if twemBatch == nil {
+			fmt.Printf("twemproxy under SCHED_BATCH: not measured: %s\n\n", why)
 		}
 	}
 
@@ -200,8 +209,12 @@ func main() {
 			if sc.tls {
 				extraInfo += fmt.Sprintf(" (plaintext %s µs/req)", fmtFloat(d.cpuUsPerReq, 2))
 			}
-			if sc.twemproxy && twem != nil && twem.running() {
-				extraInfo += runTwem(r, twem, clientWrap, seed, ticksPerSec, d.rps)
+			t := twem
+			if sc.batch {
+				t = twemBatch
+			}
+			if sc.twemproxy && t != nil && t.running() {
+				extraInfo += runTwem(r, t, clientWrap, seed, ticksPerSec, d.rps)
 			}
 			if sc.tls && masterTLS != "" {
 				extraInfo += tlsReference(h, r, sc, runSc, clientWrap, master, masterTLS, seed)
@@ -220,7 +233,7 @@ func main() {
 	fmt.Println()
 	printTable(rows)
 	printSyscalls(rows)
-	printTwem(rows, twem != nil)
+	printTwem(rows, twem != nil || twemBatch != nil)
 	printModes(rows)
 	printTLS(rows)
 	fmt.Printf("\nbenchmark runs took %v\n", time.Since(start).Round(time.Second))
@@ -294,7 +307,7 @@ func printSyscalls(rows []*row) {
 		}
 		all := medianOrNaN(collect(r.proxy, func(b benchResult) float64 { return b.allSysPerReq }))
 		want := 0.0
-		if r.sc.name == "get-p1-3B" {
+		if r.sc.name == "get-p1-3B" || r.sc.name == "get-p1-3B-batch" {
 			want = 2.1
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", r.sc.name,

@@ -45,6 +45,10 @@ type scenario struct {
 	// round's proxy run (twemproxy.go).
 	twemproxy bool
 
+	// batch: the proxy runs with --cpu-policy batch, and twemproxy, for
+	// the same footing, under chrt -b 0 (SCHED_BATCH as well).
+	batch bool
+
 	// DESIGN.md "Performance targets"; 0 means none for this row.
 	minRatio      float64 // proxy rps / direct rps
 	maxCPUPerReqU float64 // proxy CPU µs per request
@@ -102,6 +106,12 @@ func scenarios() []scenario {
 		// cost must stay within 5% (compare with set-p1-3B, set-p16-3B).
 		witnessOffRow(1, 250_000),
 		witnessOffRow(16, 600_000),
+		// Both proxies under SCHED_BATCH (--cpu-policy batch; chrt -b 0 for
+		// twemproxy): this layout shares the proxy's CPU with the client.
+		batchRow("set", 1, 250_000),
+		batchRow("get", 1, 200_000),
+		batchRow("set", 16, 600_000),
+		batchRow("get", 16, 1_500_000),
 		// Client TLS through the proxy against its plaintext listener.
 		tlsRow("set", 1, 150_000, 0),
 		tlsRow("get", 1, 150_000, 0),
@@ -115,6 +125,15 @@ func witnessOffRow(pipeline, requests int) scenario {
 	s := matrixRow("set", pipeline, 3, requests, 0, 0)
 	s.name += "-witness-off"
 	s.proxyArgs = func(*redistest.Topology) []string { return []string{"--witness", "off"} }
+	return s
+}
+
+// batchRow is a 3-byte row with both proxies under SCHED_BATCH.
+func batchRow(test string, pipeline, requests int) scenario {
+	s := matrixRow(test, pipeline, 3, requests, 0, 0)
+	s.name += "-batch"
+	s.batch = true
+	s.proxyArgs = func(*redistest.Topology) []string { return []string{"--cpu-policy", "batch"} }
 	return s
 }
 
