@@ -295,10 +295,10 @@ func TestSIGHUPAndProxyReload(t *testing.T) {
 	if err := dial("two").Ping(ctx).Err(); err != nil {
 		t.Fatalf("a refused reload changed the password: %v", err)
 	}
-	write("requirepass: two\nloops: 7\nconsistency: eventual\n")
+	write("requirepass: two\nloops: 7\nconsistency: eventual\ncpu-policy: batch\n")
 	res, err := old.Do(ctx, "PROXY", "RELOAD").Slice()
-	if err != nil || len(res) != 4 || !reflect.DeepEqual(res[1], []any{"consistency"}) || !reflect.DeepEqual(res[3], []any{"loops"}) {
-		t.Fatalf("PROXY RELOAD = %#v, %v; want consistency applied and loops needing a restart", res, err)
+	if err != nil || len(res) != 4 || !reflect.DeepEqual(res[1], []any{"consistency"}) || !reflect.DeepEqual(res[3], []any{"loops", "cpu-policy"}) {
+		t.Fatalf("PROXY RELOAD = %#v, %v; want consistency applied, loops and cpu-policy needing a restart", res, err)
 	}
 
 	terminateRun(t, code, &stderr)
