@@ -126,7 +126,9 @@ func (l *loop) wakeWitness(onLoop bool) {
 	// On the loop, this batch's OnBatchEnd sees the flag.
 }
 
-// witnessWoken runs at a batch's end (OnBatchEnd) when wakeWitness asked.
+// witnessWoken runs at a batch's end (OnBatchEnd), or as witnessTask,
+// when wakeWitness asked. The plain load first: OnBatchEnd calls it after
+// every batch, and a locked CAS each time is not needed to see "no".
 func (l *loop) witnessWoken() {
 	if !l.witnessWake.Load() || !l.witnessWake.CompareAndSwap(true, false) {
 		return
@@ -161,10 +163,7 @@ func (s *Server) onLinkAdvance(off int64) {
 // newWitnessTask is wakeWitness's task where gnet has no batch-end hook.
 func newWitnessTask(l *loop) gnet.Runnable {
 	return gnet.RunnableFunc(func(context.Context) error {
-		l.witnessWake.Store(false)
-		l.tick()
-		l.checkWitness(l.now)
-		l.flush()
+		l.witnessWoken()
 		return nil
 	})
 }

@@ -4,13 +4,7 @@ import "testing"
 
 // note hands a command's arguments to m.note as the stream reader does.
 func note(m *marks, a [][]byte, lo, hi int64) {
-	var name, arg1 []byte
-	if len(a) > 0 {
-		name = a[0]
-	}
-	if len(a) > 1 {
-		arg1 = a[1]
-	}
+	name, arg1 := nameAndFirst(a)
 	m.note(len(a), name, arg1, lo, hi)
 }
 

@@ -109,13 +109,7 @@ func (r *runner) consume(now time.Time) error {
 				break
 			}
 			n, argc = pn, len(cmd.Args)
-			name, arg1 = nil, nil
-			if argc > 0 {
-				name = cmd.Args[0]
-			}
-			if argc > 1 {
-				arg1 = cmd.Args[1]
-			}
+			name, arg1 = nameAndFirst(cmd.Args)
 		}
 		r.need = 0
 		if isGetAck(argc, name, arg1) {
@@ -145,6 +139,18 @@ func (r *runner) consume(now time.Time) error {
 		return r.ack(now)
 	}
 	return nil
+}
+
+// nameAndFirst is a parsed command's name and first argument, as Skim
+// returns them (nil for each one missing).
+func nameAndFirst(args [][]byte) (name, arg1 []byte) {
+	if len(args) > 0 {
+		name = args[0]
+	}
+	if len(args) > 1 {
+		arg1 = args[1]
+	}
+	return name, arg1
 }
 
 // isGetAck reports REPLCONF GETACK, the master asking for an ack now (for a

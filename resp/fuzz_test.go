@@ -14,12 +14,17 @@ var fuzzLimits = []Limits{
 	UnauthenticatedLimits(),
 }
 
-func FuzzRequestParser(f *testing.F) {
+// addRequestSeeds seeds a request fuzz target with the table's cases.
+func addRequestSeeds(f *testing.F) {
 	for _, tc := range requestCases {
 		if len(tc.in) <= 4096 {
 			f.Add([]byte(tc.in))
 		}
 	}
+}
+
+func FuzzRequestParser(f *testing.F) {
+	addRequestSeeds(f)
 	f.Add([]byte("*2\r\n$3\r\nGET\r\n$1\r\nk\r\nPING\r\n*0\r\n"))
 	f.Add([]byte("SET k \"a\\x00b\" 'c\\'d' e\"f g\"\n*1\r\n$1\r\nx\r\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {

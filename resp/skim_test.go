@@ -78,11 +78,7 @@ func checkSkimAgrees(t *testing.T, lim Limits, data []byte) {
 }
 
 func FuzzSkimAgreesWithParse(f *testing.F) {
-	for _, tc := range requestCases {
-		if len(tc.in) <= 4096 {
-			f.Add([]byte(tc.in))
-		}
-	}
+	addRequestSeeds(f)
 	f.Add([]byte("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n"))
 	f.Add([]byte("*3\r\n$8\r\nREPLCONF\r\n$6\r\nGETACK\r\n$1\r\n*\r\n"))
 	f.Add([]byte("*1\r\n$004\r\nPING\r\n"))
