@@ -90,6 +90,12 @@ type history struct {
 	// another name (+CONTINUE with a new ID, a fork at a split): the same
 	// offsets and bytes, up to each alias's upTo.
 	aliases []alias
+	// start is the offset the bytes begin after: the full resync that
+	// began the history (a fork or a +CONTINUE keeps its parent's). Below
+	// it the history holds nothing, whatever its ID: a full resync from a
+	// master under an ID the link also holds forked up to an earlier split
+	// must not claim that earlier stretch.
+	start   int64
 	offset  atomic.Int64
 	times   *timeIndex
 	backlog *backlog
@@ -114,8 +120,15 @@ type alias struct {
 	upTo   int64
 }
 
-// holds reports whether the history's bytes up to offset at are replid's.
+// holds reports whether the history's bytes from its start up to offset
+// at are replid's.
 func (h *history) holds(replid string, at int64) bool {
+	return at >= h.start && h.names(replid, at)
+}
+
+// names reports whether the history's bytes up to offset at, as far as it
+// has them, go by replid: its own ID, or an alias reaching at.
+func (h *history) names(replid string, at int64) bool {
 	if replid == "" {
 		return false
 	}
@@ -474,20 +487,28 @@ func (l *Link) backlogSize() int {
 // HistoryOf returns the link's bytes of the history named replid, from
 // offset at on: from the current history or one the link left (a full
 // resync replaced it, a failover forked it), whichever holds replid's
-// bytes furthest past at. The handle ends where replid's bytes end (an
-// alias's upTo). ok is false when no history holds replid at at.
+// bytes furthest past at. A history that starts after at (a full resync
+// under the same ID, later) counts only when none holds at itself: it
+// cannot replay from at, and the caller says what is lost. The handle ends
+// where replid's bytes end (an alias's upTo). ok is false when no history
+// goes by replid at at.
 func (l *Link) HistoryOf(replid string, at int64) (History, bool) {
 	best := History{limit: -1}
+	bestHolds := false
 	consider := func(h *history) {
-		if h == nil || !h.holds(replid, at) {
+		if h == nil || !h.names(replid, at) {
+			return
+		}
+		holds := h.holds(replid, at)
+		if bestHolds && !holds {
 			return
 		}
 		reach := h.offset.Load()
 		if h.replid != replid {
 			reach = min(reach, h.upTo(replid))
 		}
-		if reach > best.limit {
-			best = History{h, reach}
+		if reach > best.limit || holds && !bestHolds {
+			best, bestHolds = History{h, reach}, holds
 		}
 	}
 	consider(l.hist.Load())
@@ -712,7 +733,7 @@ func (r *runner) continued(rep psyncReply) error {
 	if rep.replid != "" && rep.replid != h.replid {
 		// The master changed history (a failover, a REPLICAOF NO ONE)
 		// and knows ours up to our offset: offsets continue.
-		nh := &history{replid: rep.replid, aliases: h.aliasesAt(r.off),
+		nh := &history{replid: rep.replid, aliases: h.aliasesAt(r.off), start: h.start,
 			times: h.times, backlog: h.backlog, marks: h.marks}
 		nh.offset.Store(r.off)
 		r.hist = nh
@@ -762,6 +783,7 @@ func (r *runner) forkAt(replid string, split int64) {
 	nh := &history{
 		replid:  replid,
 		aliases: aliases,
+		start:   h.start,
 		times:   h.times.fork(split, int64(time.Since(l.epoch))),
 		backlog: h.backlog.fork(split),
 		marks:   h.marks.fork(split),
@@ -806,6 +828,7 @@ func (r *runner) fullResync(rep psyncReply) error {
 	}
 	h := &history{
 		replid:  rep.replid,
+		start:   rep.offset,
 		times:   newTimeIndex(l.cfg.TimeIndexSize),
 		backlog: newBacklog(l.backlogSize(), rep.offset),
 		marks:   &marks{},
