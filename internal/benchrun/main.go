@@ -40,6 +40,7 @@ type row struct {
 	requests      int
 	direct, proxy []benchResult
 	twem          []benchResult // through twemproxy, when it ran
+	floor         []benchResult // through internal/nullproxy (peers.go)
 	// redisPlain, redisTLS: a TLS row's load against the master itself, on
 	// its plaintext and its TLS port: the client's own TLS ceiling here.
 	redisPlain, redisTLS []benchResult
@@ -113,7 +114,7 @@ func main() {
 	topo := redistest.Start(h, redistest.Options{Replicas: 2, Wrapper: redisWrap, MasterArgs: masterArgs})
 	master := topo.Master.Addr()
 	ticksPerSec := clockTicksPerSecond()
-	var twem, twemBatch *twemproxy
+	var twem, twemBatch, floor, floorBatch *peer
 	if slices.ContainsFunc(todo, func(sc scenario) bool { return sc.twemproxy && !sc.batch }) {
 		var why string
 		if twem, why = startTwemproxy(h, clientWrap, master); twem == nil {
@@ -127,6 +128,23 @@ func main() {
 		}
 		if twemBatch == nil {
 			fmt.Printf("twemproxy under SCHED_BATCH: not measured: %s\n\n", why)
+		}
+	}
+	// The floor beside them, on the same footing (SCHED_BATCH for the
+	// -batch rows).
+	if slices.ContainsFunc(todo, func(sc scenario) bool { return sc.twemproxy && !sc.batch }) {
+		var why string
+		if floor, why = startFloor(h, root, clientWrap, master); floor == nil {
+			fmt.Printf("floor: not measured: %s\n\n", why)
+		}
+	}
+	if slices.ContainsFunc(todo, func(sc scenario) bool { return sc.twemproxy && sc.batch }) {
+		why := "chrt not found (util-linux)"
+		if chrt, err := exec.LookPath("chrt"); err == nil {
+			floorBatch, why = startFloor(h, root, append(slices.Clip(clientWrap), chrt, "-b", "0"), master)
+		}
+		if floorBatch == nil {
+			fmt.Printf("floor under SCHED_BATCH: not measured: %s\n\n", why)
 		}
 	}
 
@@ -209,12 +227,15 @@ func main() {
 			if sc.tls {
 				extraInfo += fmt.Sprintf(" (plaintext %s µs/req)", fmtFloat(d.cpuUsPerReq, 2))
 			}
-			t := twem
+			t, f := twem, floor
 			if sc.batch {
-				t = twemBatch
+				t, f = twemBatch, floorBatch
 			}
 			if sc.twemproxy && t != nil && t.running() {
-				extraInfo += runTwem(r, t, clientWrap, seed, ticksPerSec, d.rps)
+				extraInfo += runPeer(&r.twem, "twemproxy", r, t, clientWrap, seed, ticksPerSec, d.rps)
+			}
+			if sc.twemproxy && f != nil && f.running() {
+				extraInfo += runPeer(&r.floor, "floor", r, f, clientWrap, seed, ticksPerSec, d.rps)
 			}
 			if sc.tls && masterTLS != "" {
 				extraInfo += tlsReference(h, r, sc, runSc, clientWrap, master, masterTLS, seed)
@@ -233,7 +254,7 @@ func main() {
 	fmt.Println()
 	printTable(rows)
 	printSyscalls(rows)
-	printTwem(rows, twem != nil || twemBatch != nil)
+	printTwem(rows, twem != nil || twemBatch != nil || floor != nil || floorBatch != nil)
 	printModes(rows)
 	printTLS(rows)
 	fmt.Printf("\nbenchmark runs took %v\n", time.Since(start).Round(time.Second))

@@ -42,7 +42,7 @@ type scenario struct {
 	readsExisting bool
 
 	// twemproxy: also run through nutcracker, when installed, after each
-	// round's proxy run (twemproxy.go).
+	// round's proxy run (peers.go).
 	twemproxy bool
 
 	// batch: the proxy runs with --cpu-policy batch, and twemproxy, for
