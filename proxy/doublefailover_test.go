@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/replproxy/replproxy/internal/redistest"
+	"github.com/replproxy/replproxy/metrics"
 	"github.com/replproxy/replproxy/resp"
 	"github.com/replproxy/replproxy/router"
 )
@@ -325,6 +326,13 @@ func TestReplayCommittedAfterSwitchRunsAgain(t *testing.T) {
 	waitSnapshotFor(t, srv, failoverTimeout, "the switch to R1", func(s *router.Snapshot) bool {
 		return s.Master.Addr == r1.Addr()
 	})
+	// R1 must not be promoted again: under load R2, busy with the
+	// replay's transaction, can look down to Sentinel, and a flip back to
+	// R1 is a third switch, not this test's case (stop 22 saw one). A
+	// master's replica-priority counts once it is a replica.
+	if err := r1.Client().ConfigSet(ctx, "replica-priority", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
 	r1.Pause() // the replay onto it stalls
 	waitSnapshotFor(t, srv, 2*failoverTimeout, "the switch to R2", func(s *router.Snapshot) bool {
 		return s.Master.Addr == r2.Addr()
@@ -353,6 +361,9 @@ func TestReplayCommittedAfterSwitchRunsAgain(t *testing.T) {
 		if sw := srv.lastSwitch.Load(); sw != nil {
 			t.Logf("last switch %+v; %d switches; lost bytes %d", *sw, srv.topo.Load().MasterGen-1, srv.replays.lostBytes.Load())
 		}
+		var st metrics.Stats
+		srv.Stats(&st)
+		t.Logf("witness: %d waited, %d released at the timeout, %d failed, %d off", st.WitnessWaited, st.WitnessTimeouts, st.WitnessFailed, st.WitnessOff)
 		if h, ok := srv.link.History(); ok {
 			t.Logf("link: history %s at offset %d; R1 %s, R2 %s", h.ReplID(), h.Offset(), r1.Addr(), r2.Addr())
 		}
