@@ -98,6 +98,14 @@ func TestSteadyStateAllocs(t *testing.T) {
 					for range 200 {
 						roundTrip()
 					}
+					if witness {
+						// As by default once a loop runs: the link's
+						// stream read on it (linkHost).
+						waitFor(t, "the link's stream read on a loop", 10*time.Second, func() bool {
+							roundTrip()
+							return srv.linkLoop.Load() != nil
+						})
+					}
 					var before, after metrics.Stats
 					srv.Stats(&before)
 					n := testing.AllocsPerRun(2000, roundTrip)

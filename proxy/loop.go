@@ -32,7 +32,8 @@ type loop struct {
 	masterLostAt   time.Time
 	masterLostAddr string
 	// witnessWaits are write replies waiting for the replication link to
-	// hold their bytes; witnessNeed (read by the link's goroutine) is the
+	// hold their bytes; witnessNeed (read where the link reads: its
+	// goroutine, or linkLoop) is the
 	// lowest fence among them, 0 for none; witnessWake dedups wake-ups.
 	witnessWaits []witnessWait
 	witnessBuf   []byte // the waiting replies' bytes (witnessWait.off, n)

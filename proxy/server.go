@@ -65,6 +65,9 @@ type Server struct {
 	loopsMu sync.Mutex
 	loops   map[gnet.EventLoop]*loop
 	loopLst atomic.Pointer[[]*loop] // copy-on-write list for the ticker
+	// linkLoop is the loop reading the replication link's stream (nil:
+	// the link's own goroutine reads it); see linkHost.
+	linkLoop atomic.Pointer[loop]
 
 	topo  atomic.Pointer[router.Snapshot]
 	table atomic.Pointer[router.Table]
@@ -176,6 +179,7 @@ func newServer(cfg Config, knobs testKnobs) (*Server, error) {
 			DialTimeout: cfg.ConnectTimeout, ReconnectBackoffMax: cfg.ReconnectBackoffMax,
 			BacklogBytes: cfg.ReplicationBacklogBytes,
 			OnAdvance:    s.onLinkAdvance,
+			Host:         linkHost{s},
 			Dial:         knobs.linkDial,
 			TLS:          cfg.UpstreamTLS,
 			Logger:       cfg.Logger,
@@ -608,9 +612,14 @@ func (s *Server) loopOf(el gnet.EventLoop) *loop {
 // OnOpen: a connection with a context is a backend the proxy enrolled;
 // anything else is a client.
 func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
-	if b, ok := c.Context().(*backend); ok {
-		b.l.tick()
-		b.onOpen(c)
+	switch x := c.Context().(type) {
+	case *backend:
+		x.l.tick()
+		x.onOpen(c)
+		return nil, gnet.None
+	case *linkConn:
+		x.l.tick()
+		x.onOpen(c)
 		return nil, gnet.None
 	}
 	if s.draining.Load() {
@@ -636,6 +645,9 @@ func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 	case *backend:
 		x.l.tick()
 		x.onClose(err)
+	case *linkConn:
+		x.l.tick()
+		x.onClose(err)
 	}
 	return gnet.None
 }
@@ -646,6 +658,9 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 		x.l.tick()
 		return x.traffic()
 	case *backend:
+		x.l.tick()
+		x.onTraffic()
+	case *linkConn:
 		x.l.tick()
 		x.onTraffic()
 	}

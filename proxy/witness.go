@@ -150,12 +150,15 @@ func (l *loop) updateWitnessNeed() {
 	l.witnessNeed.Store(need)
 }
 
-// onLinkAdvance is the link's OnAdvance hook (its own goroutine): loops
-// waiting for an offset now reached are woken.
+// onLinkAdvance is the link's OnAdvance hook, on the goroutine reading the
+// stream: the link's own, or linkLoop's (linkHost). Loops waiting for an
+// offset now reached are woken; linkLoop, when it is the one reading, by
+// its own batch end.
 func (s *Server) onLinkAdvance(off int64) {
+	host := s.linkLoop.Load()
 	for _, l := range *s.loopLst.Load() {
 		if need := l.witnessNeed.Load(); need > 0 && need <= off {
-			l.wakeWitness(false)
+			l.wakeWitness(l == host)
 		}
 	}
 }

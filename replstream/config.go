@@ -79,11 +79,17 @@ type Config struct {
 	// replica does (it retries from replicationCron, once a second).
 	ReconnectBackoffMax time.Duration
 
-	// OnAdvance, when not nil, is called on the link's goroutine after
-	// every read that moved the offset, with the new offset. It must not
-	// block (the proxy uses it to release write replies waiting for the
-	// link to hold their bytes: the write witness).
+	// OnAdvance, when not nil, is called on the goroutine that reads the
+	// stream (the link's, or the Host's while it hosts the connection)
+	// after every read that moved the offset, with the new offset. It must
+	// not block (the proxy uses it to release write replies waiting for
+	// the link to hold their bytes: the write witness).
 	OnAdvance func(offset int64)
+
+	// Host, when not nil, is offered each plain TCP connection once it
+	// streams, to read it on the caller's event loop instead of the
+	// link's goroutine (host.go says why and what it promises).
+	Host Host
 
 	// Logger receives connection, sync and history events. Nil means
 	// slog.Default().

@@ -19,6 +19,13 @@
 // master_repl_offset once it produced those bytes. A dropped connection is
 // re-established with backoff and resumed with +CONTINUE.
 //
+// With Config.Host set, a plain TCP connection that streams is handed to
+// the Host (the proxy's event loop), which reads it and passes the bytes to
+// Feed: the same parsing and history code, run on the Host's goroutine
+// while Run's goroutine waits, acks through the Host and watches the read
+// timeout (host.go). "Link goroutine" below means whichever of the two
+// holds the connection: never both at once.
+//
 // At a failover the link follows the promoted replica from the split
 // (SetMasterContinuing): it forks its history there, sharing the backlog
 // below it, and continues with PSYNC <replid2> <split+1>, which the replica

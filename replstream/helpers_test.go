@@ -246,3 +246,14 @@ func isRedisError(err error, prefix string) bool {
 	var re redis.Error
 	return errors.As(err, &re) && strings.HasPrefix(re.Error(), prefix)
 }
+
+// waitReadTimeout waits until the link reports its read timeout.
+func waitReadTimeout(t testing.TB, link *Link) {
+	t.Helper()
+	waitFor(t, testTimeout, "read timeout", func() error {
+		if e := link.Stats().LastError; !strings.Contains(e, ErrReadTimeout.Error()) {
+			return fmt.Errorf("last error %q", e)
+		}
+		return nil
+	})
+}

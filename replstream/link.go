@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -73,7 +74,11 @@ type Link struct {
 	// connection to it, closed by SetMaster to move the link at once.
 	master     atomic.Pointer[string]
 	connMu     sync.Mutex
-	masterConn net.Conn
+	masterConn io.Closer // the connection, or the Host's handle of it
+
+	// lastRecvNs is when the stream's last bytes came (UnixNano), for
+	// the link's goroutine while a Host reads them.
+	lastRecvNs atomic.Int64
 
 	r runner // Run's state; survives between Runs
 }
@@ -617,7 +622,9 @@ func (l *Link) setStatus(f func(*status)) {
 }
 
 // runner is the state of the goroutine running Run: the connection, its
-// buffers and parsers. Not safe for concurrent use.
+// buffers and parsers. Not safe for concurrent use: while a Host reads
+// the stream (hosted), its Feed calls own the stream state and Run's
+// goroutine touches none of it until Hosted.Done has received.
 type runner struct {
 	l   *Link
 	log *slog.Logger
@@ -642,6 +649,15 @@ type runner struct {
 
 	lastRecv time.Time
 	nextAck  time.Time
+
+	// hosted: a Host reads the stream (Config.Host); writes go to
+	// hostOut, which Feed returns, instead of to conn.
+	hosted  bool
+	hostOut []byte
+
+	// awaitStart: a diskless full resync just ended; the stream starts
+	// on an ack the master may not have been ready for (awaitStreamStart).
+	awaitStart bool
 }
 
 const (
@@ -719,7 +735,7 @@ func (r *runner) session(ctx context.Context) (streamed bool, err error) {
 	})
 	l.connected.Store(true)
 	l.streaming.Store(&addr)
-	return true, r.stream()
+	return true, r.stream(ctx)
 }
 
 // continued adopts a +CONTINUE answer.
@@ -840,6 +856,7 @@ func (r *runner) fullResync(rep psyncReply) error {
 	h.times.push(rep.offset, int64(time.Since(l.epoch)))
 	h.offset.Store(rep.offset)
 	r.hist, r.off = h, rep.offset
+	r.awaitStart = r.rdb.diskless
 	r.parser.Reset()
 	l.hist.Store(h)
 	l.fullSyncs.Add(1)
@@ -925,6 +942,10 @@ func (r *runner) makeRoom() {
 
 // write sends p with a ReadTimeout deadline.
 func (r *runner) write(p []byte) error {
+	if r.hosted {
+		r.hostOut = append(r.hostOut, p...)
+		return nil
+	}
 	if err := r.conn.SetWriteDeadline(time.Now().Add(r.l.cfg.ReadTimeout)); err != nil {
 		return err
 	}

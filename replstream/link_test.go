@@ -627,12 +627,7 @@ func TestReadTimeout(t *testing.T) {
 	})
 	waitConnected(t, link)
 	topo.Master.Pause()
-	waitFor(t, testTimeout, "read timeout", func() error {
-		if e := link.Stats().LastError; !strings.Contains(e, ErrReadTimeout.Error()) {
-			return fmt.Errorf("last error %q", e)
-		}
-		return nil
-	})
+	waitReadTimeout(t, link)
 	topo.Master.Resume()
 	waitFor(t, testTimeout, "partial resync after the pause", func() error {
 		if st := link.Stats(); !link.Connected() || st.PartialSyncs == 0 {

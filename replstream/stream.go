@@ -1,6 +1,7 @@
 package replstream
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -15,7 +16,7 @@ var ackCommand = resp.AppendCommandStrings(nil, "REPLCONF", "ACK", "0")
 // stream follows the command stream until the connection fails: it consumes
 // whole commands, advancing the offset by their exact byte length, answers
 // REPLCONF GETACK and acks every AckInterval.
-func (r *runner) stream() error {
+func (r *runner) stream(ctx context.Context) error {
 	cfg := &r.l.cfg
 	// First ack now: after a diskless transfer the master starts the
 	// stream only once the replica acks (repl_start_cmd_stream_on_ack).
@@ -23,17 +24,35 @@ func (r *runner) stream() error {
 	if err := r.ack(now); err != nil {
 		return err
 	}
+	if r.awaitStart {
+		r.awaitStart = false
+		if err := r.awaitStreamStart(now); err != nil {
+			return err
+		}
+	}
 	if r.rd < r.w {
 		// Stream bytes that came with the PSYNC answer or the RDB's end.
 		if err := r.consume(now); err != nil {
 			return err
 		}
 	}
+	// The Host is offered the connection now and again at each ack: it
+	// may have had no loop to take it yet.
+	offer := true
 	for {
 		now := time.Now()
 		if !now.Before(r.nextAck) {
 			if err := r.ack(now); err != nil {
 				return err
+			}
+			offer = true
+		}
+		if offer {
+			offer = false
+			if h, err := r.tryHost(); err != nil {
+				return err
+			} else if h != nil {
+				return r.streamHosted(ctx, h)
 			}
 		}
 		// One deadline serves both timers; it changes about once per
@@ -64,6 +83,45 @@ func (r *runner) stream() error {
 			return err
 		}
 	}
+}
+
+// streamStartRetry is how often the link repeats its first ack until the
+// stream starts (awaitStreamStart).
+const streamStartRetry = 10 * time.Millisecond
+
+// awaitStreamStart repeats the first ack after a diskless full resync until
+// the stream's first byte arrives, for at most an AckInterval.
+//
+// Why: after a diskless transfer the master starts the stream only on an
+// ACK that comes once it has put the replica online
+// (repl_start_cmd_stream_on_ack; it does that when it reaps the RDB
+// child), and it ignores one that comes before. The link finishes reading
+// the RDB as the child writes its end, so its first ack usually comes
+// first, and the stream waited for the next periodic one, up to a second:
+// a second in which the link reported itself streaming while every write
+// reply the proxy held for the witness was released at the witness
+// timeout, unwitnessed (9 of the first 500 SETs through the proxy, each
+// 100 ms late). A master with nothing to send sends nothing after the ACK
+// either; the AckInterval bound covers that.
+func (r *runner) awaitStreamStart(start time.Time) error {
+	deadline := start.Add(r.l.cfg.AckInterval)
+	for r.rd == r.w && time.Now().Before(deadline) {
+		if err := r.conn.SetReadDeadline(time.Now().Add(streamStartRetry)); err != nil {
+			return err
+		}
+		r.readDeadline = time.Time{}
+		n, err := r.read()
+		if n > 0 {
+			return nil
+		}
+		if err != nil && !isTimeout(err) {
+			return err
+		}
+		if err := r.ack(time.Now()); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // consume processes the complete commands in buf[rd:w] that arrived at
