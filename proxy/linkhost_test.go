@@ -18,10 +18,21 @@ import (
 func TestLinkStreamOnLoop(t *testing.T) {
 	t.Parallel()
 	topo := redistest.Start(t, redistest.Options{})
+	// After the proxy's shutdown (the cleanup registered by startProxy,
+	// which runs before this one): the link stopped before the engine
+	// closed its hosted connection, so it did not take that for a lost
+	// master and reconnect.
+	var srv *Server
+	var reconnects uint64
+	t.Cleanup(func() {
+		if n := srv.link.Stats().Reconnects; n != reconnects {
+			t.Errorf("the link reconnected %d times during the shutdown", n-reconnects)
+		}
+	})
 	// A witness timeout far above the link's pace here (under a
 	// millisecond) and far below the second its stream could take to start
 	// after the first sync (awaitStreamStart).
-	srv := startProxy(t, Config{Master: topo.Master.Addr(), WitnessTimeout: 500 * time.Millisecond})
+	srv = startProxy(t, Config{Master: topo.Master.Addr(), WitnessTimeout: 500 * time.Millisecond})
 	c := client(t, srv.Addr(), nil)
 	ctx := context.Background()
 	hosted := func() bool { return srv.linkLoop.Load() != nil }
@@ -56,6 +67,7 @@ func TestLinkStreamOnLoop(t *testing.T) {
 		t.Errorf("witness: %d released at the timeout", st.WitnessTimeouts)
 	}
 	caughtUp(t, srv, topo.Master)
+	reconnects = srv.link.Stats().Reconnects
 }
 
 // caughtUp waits for the link to reach the master's offset.

@@ -348,11 +348,16 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.mon.Start(monCtx)
 	s.fetchUpstreamFacts(ctx)
 	var linkDone chan struct{}
+	// The link stops before the engine: its stream may be read on a loop
+	// (linkHost), and a connection the engine closed under it would look
+	// like a lost master, reconnected to in the middle of the shutdown.
+	linkCtx, stopLink := context.WithCancel(monCtx)
+	defer stopLink()
 	if s.link != nil {
 		linkDone = make(chan struct{})
 		go func() {
 			defer close(linkDone)
-			if err := s.link.Run(monCtx); err != nil {
+			if err := s.link.Run(linkCtx); err != nil {
 				s.log.Error("replication link stopped", "err", err)
 			}
 		}()
@@ -377,11 +382,22 @@ func (s *Server) Serve(ctx context.Context) error {
 		return err
 	case <-ctx.Done():
 	}
-	s.shutdown()
+	s.shutdown(func() {
+		stopLink()
+		if linkDone != nil {
+			select {
+			case <-linkDone:
+			case <-time.After(5 * time.Second):
+				s.log.Warn("the replication link did not stop within 5 s")
+			}
+		}
+	})
 	return <-errc
 }
 
-func (s *Server) shutdown() {
+// shutdown drains the clients, runs stopLink once nothing is in flight
+// (the witness needs the link until then), and stops the engine.
+func (s *Server) shutdown(stopLink func()) {
 	s.draining.Store(true)
 	deadline := time.Now().Add(s.cfg.ShutdownTimeout)
 	for time.Now().Before(deadline) && s.inflight() > 0 {
@@ -392,6 +408,7 @@ func (s *Server) shutdown() {
 	} else {
 		s.loopBarrier(time.Second)
 	}
+	stopLink()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := s.eng.Stop(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
