@@ -37,11 +37,23 @@ func (h linkHost) Attach(conn net.Conn, f *replstream.Feed) (replstream.Hosted, 
 		conn.Close()
 		return nil, err
 	}
-	if res := <-ch; res.Err != nil {
-		return nil, res.Err
+	// gnet's Enroll answers once the loop has run the registration: a loop
+	// that stopped first never does (a CI run's shutdown hung here, the
+	// link's Run in this wait).
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return lc, nil
+	case <-h.s.stopping:
+		return nil, errEngineStopping
 	}
-	return lc, nil
 }
+
+// errEngineStopping: the engine stopped before it took the link's
+// connection (closed with it, if it did).
+var errEngineStopping = errors.New("the proxy's engine is stopping")
 
 // linkConn is the link's connection on a loop. c, err, closed and
 // closeAsked are the loop's; the rest is set before the loop sees it.

@@ -2,9 +2,13 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"testing"
 	"time"
+
+	"github.com/panjf2000/gnet/v2"
 
 	"github.com/replproxy/replproxy/internal/redistest"
 	"github.com/replproxy/replproxy/metrics"
@@ -76,4 +80,53 @@ func caughtUp(t *testing.T, srv *Server, master *redistest.Node) {
 	waitFor(t, "the link at the master's offset", 10*time.Second, func() bool {
 		return srv.link.Offset() == infoOffset(t, master)
 	})
+}
+
+// stalledLoop is an event loop that takes a connection to register and
+// never runs the registration, as a loop that stopped first.
+type stalledLoop struct{ gnet.EventLoop }
+
+func (stalledLoop) Enroll(context.Context, net.Conn) (<-chan gnet.RegisteredResult, error) {
+	return make(chan gnet.RegisteredResult), nil
+}
+
+// TestLinkHostStopsWaitingWhenTheEngineStops: Attach waits for the loop to
+// register the link's connection; once the engine stops (OnShutdown) it
+// stops waiting. It used to wait forever, and with it the link's Run and
+// the proxy's shutdown (a CI run: "proxy did not shut down within 15 s").
+func TestLinkHostStopsWaitingWhenTheEngineStops(t *testing.T) {
+	s := &Server{stopping: make(chan struct{})}
+	s.loopLst.Store(&[]*loop{{srv: s, el: stalledLoop{}}})
+	tcp, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tcp.Close()
+	conn, err := net.Dial("tcp", tcp.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	done := make(chan error, 1)
+	go func() {
+		h, err := linkHost{s}.Attach(conn, nil)
+		if h != nil {
+			err = errors.New("hosted on a loop that never registered it")
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("Attach returned before the engine stopped: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	s.OnShutdown(gnet.Engine{})
+	select {
+	case err := <-done:
+		if !errors.Is(err, errEngineStopping) {
+			t.Errorf("Attach: %v, want %v", err, errEngineStopping)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Attach still waits after the engine stopped")
+	}
 }

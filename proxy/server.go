@@ -61,6 +61,10 @@ type Server struct {
 	addr      atomic.Pointer[string]
 	ready     chan struct{}
 	readyOnce sync.Once
+	// stopping is closed when the engine begins to stop (OnShutdown):
+	// from then on a loop may never run a task queued to it.
+	stopping     chan struct{}
+	stoppingOnce sync.Once
 
 	loopsMu sync.Mutex
 	loops   map[gnet.EventLoop]*loop
@@ -135,11 +139,12 @@ func newServer(cfg Config, knobs testKnobs) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:   cfg,
-		log:   cfg.Logger,
-		ready: make(chan struct{}),
-		loops: make(map[gnet.EventLoop]*loop),
-		users: make(map[string]string),
+		cfg:      cfg,
+		log:      cfg.Logger,
+		ready:    make(chan struct{}),
+		stopping: make(chan struct{}),
+		loops:    make(map[gnet.EventLoop]*loop),
+		users:    make(map[string]string),
 	}
 	for u, p := range cfg.Users {
 		s.users[u] = p
@@ -611,6 +616,11 @@ func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 	s.bootListeners(eng)
 	s.readyOnce.Do(func() { close(s.ready) })
 	return gnet.None
+}
+
+// OnShutdown: the engine stops; linkHost no longer waits for a loop.
+func (s *Server) OnShutdown(gnet.Engine) {
+	s.stoppingOnce.Do(func() { close(s.stopping) })
 }
 
 func (s *Server) loopOf(el gnet.EventLoop) *loop {
