@@ -147,6 +147,8 @@ func (b *backend) connect(addr, user, pass string, timeout time.Duration) {
 	}
 }
 
+func (b *backend) home() *loop { return b.l }
+
 func (b *backend) onOpen(c gnet.Conn) {
 	b.c = c
 	if b.closeRequested {

@@ -17,9 +17,6 @@ import (
 // it through its own batch end instead of an eventfd.
 type linkHost struct{ s *Server }
 
-// errLinkNotTCP: only a plain TCP connection can move to a loop.
-var errLinkNotTCP = errors.New("not a plain TCP connection")
-
 // Attach enrolls conn on the first loop, or declines while there is none
 // or conn is not plain TCP (TLS: gnet reads raw bytes).
 func (h linkHost) Attach(conn net.Conn, f *replstream.Feed) (replstream.Hosted, error) {
@@ -67,6 +64,8 @@ type linkConn struct {
 	closeAsked bool // Close ran before onOpen
 }
 
+func (lc *linkConn) home() *loop { return lc.l }
+
 func (lc *linkConn) onOpen(c gnet.Conn) {
 	lc.c = c
 	if lc.closeAsked {
@@ -103,22 +102,28 @@ func (lc *linkConn) onClose(err error) {
 // second).
 func (lc *linkConn) Write(p []byte) {
 	p = slices.Clone(p)
-	_ = lc.l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+	_ = lc.onLoop(func() {
 		if lc.c != nil && !lc.closed {
 			_, _ = lc.c.Write(p)
 		}
-		return nil
-	}))
+	})
 }
 
 // Close closes the connection on the loop. When the engine has stopped,
 // it closed the connection itself (and onClose ran).
 func (lc *linkConn) Close() error {
-	return lc.l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+	return lc.onLoop(func() {
 		lc.closeAsked = true
 		if lc.c != nil && !lc.closed {
 			_ = lc.c.Close()
 		}
+	})
+}
+
+// onLoop runs f on the connection's loop, where its state lives.
+func (lc *linkConn) onLoop(f func()) error {
+	return lc.l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		f()
 		return nil
 	}))
 }

@@ -636,16 +636,20 @@ func (s *Server) loopOf(el gnet.EventLoop) *loop {
 	return l
 }
 
-// OnOpen: a connection with a context is a backend the proxy enrolled;
+// loopConn is a connection the proxy enrolled on a loop itself: a Redis
+// backend, or the replication link's stream (linkConn).
+type loopConn interface {
+	home() *loop // the loop it is enrolled on
+	onOpen(gnet.Conn)
+	onTraffic()
+	onClose(error)
+}
+
+// OnOpen: a connection with a loopConn context is one the proxy enrolled;
 // anything else is a client.
 func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
-	switch x := c.Context().(type) {
-	case *backend:
-		x.l.tick()
-		x.onOpen(c)
-		return nil, gnet.None
-	case *linkConn:
-		x.l.tick()
+	if x, ok := c.Context().(loopConn); ok {
+		x.home().tick()
 		x.onOpen(c)
 		return nil, gnet.None
 	}
@@ -669,11 +673,8 @@ func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 		s.clients.Add(-1)
 		x.sessionClosed()
 		x.onClose()
-	case *backend:
-		x.l.tick()
-		x.onClose(err)
-	case *linkConn:
-		x.l.tick()
+	case loopConn:
+		x.home().tick()
 		x.onClose(err)
 	}
 	return gnet.None
@@ -684,11 +685,8 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 	case *session:
 		x.l.tick()
 		return x.traffic()
-	case *backend:
-		x.l.tick()
-		x.onTraffic()
-	case *linkConn:
-		x.l.tick()
+	case loopConn:
+		x.home().tick()
 		x.onTraffic()
 	}
 	return gnet.None

@@ -56,9 +56,7 @@ type Feed struct{ r *runner }
 func (f *Feed) Feed(p []byte) (out []byte, err error) {
 	r := f.r
 	now := time.Now()
-	r.lastRecv = now
-	r.l.lastRecvNs.Store(now.UnixNano())
-	r.l.bytesReceived.Add(uint64(len(p)))
+	r.received(len(p), now)
 	r.hostOut = r.hostOut[:0]
 	for len(p) > 0 {
 		r.makeRoom()
@@ -88,7 +86,6 @@ func (r *runner) tryHost() (Hosted, error) {
 	if host == nil {
 		return nil, nil
 	}
-	r.l.lastRecvNs.Store(r.lastRecv.UnixNano())
 	r.hosted = true // before Attach: Feed may run before it returns
 	h, err := host.Attach(r.conn, &Feed{r})
 	if h == nil {

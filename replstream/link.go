@@ -908,10 +908,18 @@ func (r *runner) read() (int, error) {
 	n, err := r.conn.Read(r.buf[r.w:])
 	if n > 0 {
 		r.w += n
-		r.lastRecv = time.Now()
-		r.l.bytesReceived.Add(uint64(n))
+		r.received(n, time.Now())
 	}
 	return n, err
+}
+
+// received records n stream bytes that came at now: for the read timeout
+// (lastRecvNs is its copy for Run's goroutine while a Host reads) and the
+// stats.
+func (r *runner) received(n int, now time.Time) {
+	r.lastRecv = now
+	r.l.lastRecvNs.Store(now.UnixNano())
+	r.l.bytesReceived.Add(uint64(n))
 }
 
 // makeRoom ensures at least minReadBytes of free space after w and room for

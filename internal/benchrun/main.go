@@ -28,6 +28,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -114,39 +115,19 @@ func main() {
 	topo := redistest.Start(h, redistest.Options{Replicas: 2, Wrapper: redisWrap, MasterArgs: masterArgs})
 	master := topo.Master.Addr()
 	ticksPerSec := clockTicksPerSecond()
-	var twem, twemBatch, floor, floorBatch *peer
-	if slices.ContainsFunc(todo, func(sc scenario) bool { return sc.twemproxy && !sc.batch }) {
-		var why string
-		if twem, why = startTwemproxy(h, clientWrap, master); twem == nil {
-			fmt.Printf("twemproxy: not measured: %s\n\n", why)
+	twem, twemBatch := startBeside(todo, "twemproxy", clientWrap, func(wrapper []string) (*peer, string) {
+		return startTwemproxy(h, wrapper, master)
+	})
+	// The floor beside it, on the same footing; built once, when a row
+	// needs it.
+	floorBin := sync.OnceValues(func() (string, string) { return buildFloor(h, root) })
+	floor, floorBatch := startBeside(todo, "floor", clientWrap, func(wrapper []string) (*peer, string) {
+		bin, why := floorBin()
+		if bin == "" {
+			return nil, why
 		}
-	}
-	if slices.ContainsFunc(todo, func(sc scenario) bool { return sc.twemproxy && sc.batch }) {
-		why := "chrt not found (util-linux)"
-		if chrt, err := exec.LookPath("chrt"); err == nil {
-			twemBatch, why = startTwemproxy(h, append(slices.Clip(clientWrap), chrt, "-b", "0"), master)
-		}
-		if twemBatch == nil {
-			fmt.Printf("twemproxy under SCHED_BATCH: not measured: %s\n\n", why)
-		}
-	}
-	// The floor beside them, on the same footing (SCHED_BATCH for the
-	// -batch rows).
-	if slices.ContainsFunc(todo, func(sc scenario) bool { return sc.twemproxy && !sc.batch }) {
-		var why string
-		if floor, why = startFloor(h, root, clientWrap, master); floor == nil {
-			fmt.Printf("floor: not measured: %s\n\n", why)
-		}
-	}
-	if slices.ContainsFunc(todo, func(sc scenario) bool { return sc.twemproxy && sc.batch }) {
-		why := "chrt not found (util-linux)"
-		if chrt, err := exec.LookPath("chrt"); err == nil {
-			floorBatch, why = startFloor(h, root, append(slices.Clip(clientWrap), chrt, "-b", "0"), master)
-		}
-		if floorBatch == nil {
-			fmt.Printf("floor under SCHED_BATCH: not measured: %s\n\n", why)
-		}
-	}
+		return startFloor(h, bin, wrapper, master)
+	})
 
 	var rows []*row
 	var proxy *proxyProc

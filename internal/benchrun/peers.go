@@ -159,30 +159,58 @@ func medianOrNaN(xs []float64) float64 {
 	return median(xs)
 }
 
-// startFloor builds internal/nullproxy and starts it in front of master
-// under wrapper (the proxy's CPU), or returns nil and why it did not. The
-// floor is what a proxy on this kernel cannot go under with one read and
-// one write per client per wake-up: issue 14's targets against twemproxy
-// are read beside it.
-func startFloor(h *harness, root string, wrapper []string, master string) (*peer, string) {
-	dir := h.TempDir()
-	bin := filepath.Join(dir, "nullproxy")
+// startBeside starts a peer (through start, under the wrapper given) on
+// the proxy's CPU for the rows marked twemproxy that need it: as it is,
+// and under SCHED_BATCH (chrt -b 0) for the -batch rows, where the proxy
+// runs with --cpu-policy batch. A peer that could not start is nil, and
+// says why.
+func startBeside(todo []scenario, name string, clientWrap []string, start func(wrapper []string) (*peer, string)) (plain, batch *peer) {
+	if slices.ContainsFunc(todo, func(sc scenario) bool { return sc.twemproxy && !sc.batch }) {
+		var why string
+		if plain, why = start(clientWrap); plain == nil {
+			fmt.Printf("%s: not measured: %s\n\n", name, why)
+		}
+	}
+	if slices.ContainsFunc(todo, func(sc scenario) bool { return sc.twemproxy && sc.batch }) {
+		why := "chrt not found (util-linux)"
+		if chrt, err := exec.LookPath("chrt"); err == nil {
+			batch, why = start(append(slices.Clip(clientWrap), chrt, "-b", "0"))
+		}
+		if batch == nil {
+			fmt.Printf("%s under SCHED_BATCH: not measured: %s\n\n", name, why)
+		}
+	}
+	return plain, batch
+}
+
+// buildFloor builds internal/nullproxy, or returns "" and why it did not.
+// The floor is what a proxy on this kernel cannot go under with one read
+// and one write per client per wake-up: issue 14's targets against
+// twemproxy are read beside it.
+func buildFloor(h *harness, root string) (bin, why string) {
+	bin = filepath.Join(h.TempDir(), "nullproxy")
 	build := exec.Command("go", "build", "-o", bin, "./internal/nullproxy")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Sprintf("go build ./internal/nullproxy: %v\n%s", err, out)
+		return "", fmt.Sprintf("go build ./internal/nullproxy: %v\n%s", err, out)
 	}
+	return bin, ""
+}
+
+// startFloor starts the floor (bin) in front of master under wrapper, or
+// returns nil and why it did not.
+func startFloor(h *harness, bin string, wrapper []string, master string) (*peer, string) {
 	port, err := freePort()
 	if err != nil {
 		return nil, fmt.Sprintf("no free port: %v", err)
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	logPath := filepath.Join(dir, "nullproxy.log")
-	argv := append(slices.Clone(wrapper), bin, "-listen", addr, "-backend", master)
+	logPath := filepath.Join(h.TempDir(), "nullproxy.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, err.Error()
 	}
 	defer logFile.Close() // the child has its own copy
+	argv := append(slices.Clone(wrapper), bin, "-listen", addr, "-backend", master)
 	return startPeer(h, "floor", argv, addr, logPath, logFile)
 }
